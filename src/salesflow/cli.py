@@ -1,0 +1,398 @@
+"""The `salesflow` command line: each command parses, calls one library function, prints with Rich.
+
+User errors become one red line and an exit code (1 for failed batches or rejected rows, 2 for
+usage and unreadable input); never a traceback. Prefect is imported only by commands that run it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from salesflow import __version__
+from salesflow.config import CONFIG_FILE_ENV, Settings, load_settings
+from salesflow.errors import BatchError, SalesflowError, UsageError
+
+if TYPE_CHECKING:
+    from salesflow.flows.etl import RunSummary
+    from salesflow.warehouse.base import Warehouse
+
+app = typer.Typer(
+    name="salesflow",
+    help="Sales ETL on Prefect 3: landing files -> validated, transformed, idempotent warehouse.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+class FileFormat(StrEnum):
+    csv = "csv"
+    csv_gz = "csv.gz"
+    parquet = "parquet"
+    jsonl = "jsonl"
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Prefect logs still reach its API (and UI); the console shows them only with --verbose."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault(
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL"
+    )
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn salesflow's own errors into one line on stderr and the error's exit code."""
+    try:
+        yield
+    except SalesflowError as error:
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        errors.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"salesflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help=f"Settings file (TOML); default ./salesflow.toml, or ${CONFIG_FILE_ENV}.",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's run logs on the console.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """salesflow loads daily sales files into a warehouse analysts can trust.
+
+    Every input row ends in exactly one place: the [bold]sales[/] table or [bold]sales_rejected[/]
+    with reason codes. Re-running anything leaves the warehouse identical.
+    """
+    if config is not None:
+        os.environ[CONFIG_FILE_ENV] = str(config)
+    _quiet_prefect(verbose)
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**overrides)
+
+
+@app.command()
+def generate(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the daily files into.")],
+    start: Annotated[
+        str, typer.Option(help="First day, YYYY-MM-DD.", metavar="DATE")
+    ] = "2024-01-01",
+    days: Annotated[int, typer.Option(help="Number of daily files.", min=1)] = 31,
+    rows_per_day: Annotated[
+        int, typer.Option(help="Rows per file (before duplicates).", min=1)
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 42,
+    dirty_ratio: Annotated[
+        float, typer.Option(help="Share of rows made dirty (every rejection kind), 0-0.5.")
+    ] = 0.0,
+    format: Annotated[FileFormat, typer.Option("--format", help="File format.")] = FileFormat.csv,
+) -> None:
+    """Write seeded synthetic sales, one file per day: [bold]sales_YYYY-MM-DD.<ext>[/]."""
+    from salesflow.sources.generator import generate_sales
+
+    with _user_errors():
+        paths = generate_sales(
+            out_dir,
+            _parse_date(start, "--start"),
+            days,
+            rows_per_day,
+            seed,
+            dirty_ratio,
+            format.value,
+        )
+    console.print(f"wrote {len(paths)} file(s) to {out_dir}")
+
+
+def _parse_date(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected a date as YYYY-MM-DD") from None
+
+
+@app.command()
+def run(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Landing files, or folders of them (read in name order).")
+    ],
+    warehouse: Annotated[
+        str | None,
+        typer.Option(help="DuckDB warehouse file. Default: <data_dir>/warehouse.duckdb."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Reload batches even when their file is unchanged.")
+    ] = False,
+    max_workers: Annotated[
+        int | None, typer.Option(help="Batches processed at once (default from CPU count).", min=1)
+    ] = None,
+) -> None:
+    """Load landing files into the warehouse through the [bold]salesflow-etl[/] Prefect flow.
+
+    Exit code 0 when every batch loaded (or was unchanged), 1 when any batch failed, 2 for usage
+    errors such as a missing path.
+    """
+    with _user_errors():
+        settings = _settings(warehouse=warehouse, max_workers=max_workers)
+        summary = _run_with_progress(paths, settings, force)
+        _print_run(summary)
+        for outcome in summary.failed:
+            errors.print(f"[bold red]failed:[/] {outcome.error}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _run_with_progress(paths: list[Path], settings: Settings, force: bool) -> RunSummary:
+    from salesflow.flows.etl import on_batch_finished, run_etl
+    from salesflow.sources.files import discover_sources
+
+    files = discover_sources(paths)
+    with _progress() as progress:
+        bar = progress.add_task("batches", total=len(files))
+
+        def advance(outcome: Any) -> None:
+            progress.update(bar, advance=1, description=f"{outcome.batch_id} {outcome.status}")
+
+        progress.update(bar, description="starting Prefect")
+        with on_batch_finished(advance):
+            return run_etl(files, settings)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description:<32}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _print_run(summary: RunSummary) -> None:
+    from salesflow.manifest import BatchStatus
+
+    table = Table(title="batches", title_justify="left")
+    for column in ("batch", "status", "rows in", "loaded", "rejected", "amount", "error"):
+        table.add_column(
+            column,
+            justify="right" if column in {"rows in", "loaded", "rejected", "amount"} else "left",
+        )
+    style = {BatchStatus.LOADED: "green", BatchStatus.SKIPPED: "cyan", BatchStatus.FAILED: "red"}
+    for outcome in summary.outcomes:
+        loaded = outcome.status == BatchStatus.LOADED
+        table.add_row(
+            outcome.batch_id,
+            f"[{style[outcome.status]}]{outcome.status}[/]",
+            str(outcome.rows_in) if loaded else "",
+            str(outcome.rows_loaded) if loaded else "",
+            str(outcome.rows_rejected) if loaded else "",
+            _money(outcome.amount_loaded) if loaded else "",
+            _shorten(outcome.error or ""),
+        )
+    console.print(table)
+    console.print(
+        f"[bold]{summary.count(BatchStatus.LOADED)}[/] loaded, "
+        f"[bold]{summary.count(BatchStatus.SKIPPED)}[/] unchanged, "
+        f"[bold]{summary.count(BatchStatus.FAILED)}[/] failed; "
+        f"rows in {summary.rows_in:,}, loaded {summary.rows_loaded:,}, "
+        f"rejected {summary.rows_rejected:,}; warehouse {summary.warehouse}"
+    )
+
+
+def _money(value: Decimal | float | int) -> str:
+    return f"{Decimal(value):,.2f}"
+
+
+def _shorten(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Landing files, or folders of them.")],
+) -> None:
+    """Dry run: check files against the contract and count rejections by reason; writes nothing.
+
+    Exit code 0 when every row is valid, 1 when rows would be rejected, 2 when a file is unreadable.
+    """
+    from salesflow import stages
+    from salesflow.sources.files import discover_sources
+    from salesflow.validate import ValidationRules
+
+    with _user_errors():
+        settings = _settings()
+        files = discover_sources(paths)
+        rules = ValidationRules.from_settings(settings)
+        table = Table(title="validation (dry run)", title_justify="left")
+        for column in ("file", "rows", "valid", "rejected", "reasons"):
+            table.add_column(
+                column, justify="right" if column in {"rows", "valid", "rejected"} else "left"
+            )
+        unreadable: list[str] = []
+        rejected_any = False
+        with _progress() as progress:
+            bar = progress.add_task("files", total=len(files))
+            for source in files:
+                progress.update(bar, description=source.name)
+                try:
+                    manifest = stages.check_source(source, rules)
+                except BatchError as error:
+                    unreadable.append(str(error))
+                    table.add_row(source.name, "", "", "", f"[red]{_shorten(error.problem)}[/]")
+                else:
+                    rejected_any = rejected_any or manifest.rows_rejected > 0
+                    table.add_row(
+                        source.name,
+                        str(manifest.rows_in),
+                        str(manifest.rows_valid),
+                        str(manifest.rows_rejected),
+                        ", ".join(f"{code} {n}" for code, n in manifest.reason_counts.items()),
+                    )
+                progress.update(bar, advance=1)
+        console.print(table)
+        for line in unreadable:
+            errors.print(f"[bold red]unreadable:[/] {line}", highlight=False)
+    if unreadable:
+        raise typer.Exit(2)
+    if rejected_any:
+        raise typer.Exit(1)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help='A SQL query, e.g. "SELECT * FROM daily_sales".')],
+    warehouse: Annotated[str | None, typer.Option(help="DuckDB warehouse file.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown at most.", min=1)] = 50,
+) -> None:
+    """Run a read-only SQL query against the warehouse and show the result as a table."""
+    import duckdb
+
+    with _user_errors():
+        settings = _settings(warehouse=warehouse)
+        path = settings.warehouse_path
+        if not path.exists():
+            raise UsageError(
+                f"{path}: no warehouse yet; run `salesflow run` or `salesflow demo` first"
+            )
+        try:
+            with duckdb.connect(str(path), read_only=True) as con:
+                cursor = con.execute(sql)
+                names = [column[0] for column in cursor.description or []]
+                rows = cursor.fetchmany(limit)
+        except duckdb.Error as error:
+            raise UsageError(f"query failed: {str(error).splitlines()[0]}") from None
+        table = Table(*names)
+        for row in rows:
+            table.add_row(*("" if value is None else str(value) for value in row))
+        console.print(table)
+
+
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(help="Days of synthetic sales.", min=1)] = 31,
+    rows_per_day: Annotated[int, typer.Option(help="Rows per daily file.", min=1)] = 2000,
+    dirty_ratio: Annotated[float, typer.Option(help="Share of dirty rows.")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    demo_dir: Annotated[Path | None, typer.Option(help="Where the demo works.")] = None,
+) -> None:
+    """Generate a seeded month of sales with a little dirt and load it on the embedded defaults.
+
+    Runs on Prefect's ephemeral API and a DuckDB file, offline; prints what was loaded, revenue by
+    region, and how to query the warehouse. Running it again skips the unchanged files.
+    """
+    from salesflow.sources.generator import generate_sales
+
+    with _user_errors():
+        settings = _settings(demo_dir=demo_dir)
+        root = settings.demo_dir
+        landing = root / "landing"
+        settings = _settings(demo_dir=root, data_dir=root, warehouse=str(root / "warehouse.duckdb"))
+        console.print(
+            f"[bold]salesflow demo[/]: {days} days x {rows_per_day:,} rows into {landing}"
+        )
+        generate_sales(landing, date(2024, 1, 1), days, rows_per_day, seed, dirty_ratio, "csv")
+        summary = _run_with_progress([landing], settings, force=False)
+        _print_run(summary)
+        from salesflow.warehouse import open_warehouse
+
+        _print_warehouse_overview(open_warehouse(summary.warehouse))
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _print_warehouse_overview(warehouse: Warehouse) -> None:
+    by_region = warehouse.fetch(
+        "SELECT region, sum(orders), sum(units), sum(net_revenue), sum(returns_value) "
+        "FROM daily_sales GROUP BY region ORDER BY sum(net_revenue) DESC"
+    )
+    table = Table(title="revenue by region (daily_sales)", title_justify="left")
+    for column in ("region", "orders", "units", "net revenue", "returns"):
+        table.add_column(column, justify="left" if column == "region" else "right")
+    for region, orders, units, revenue, returns in by_region:
+        table.add_row(region, f"{orders:,}", f"{units:,}", _money(revenue), _money(returns))
+    console.print(table)
+    (sales,) = warehouse.fetch("SELECT count(*) FROM sales")[0]
+    (rejected,) = warehouse.fetch("SELECT count(*) FROM sales_rejected")[0]
+    reasons = warehouse.fetch(
+        "SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason FROM sales_rejected) "
+        "GROUP BY reason ORDER BY count(*) DESC"
+    )
+    console.print(
+        f"warehouse [bold]{warehouse.location}[/]: {sales:,} rows in sales, "
+        f"{rejected:,} in sales_rejected"
+        + (
+            " (" + ", ".join(f"{reason} {count}" for reason, count in reasons) + ")"
+            if reasons
+            else ""
+        )
+    )
+    console.print(
+        "query it:  salesflow query --warehouse "
+        f'{warehouse.location} "SELECT * FROM daily_sales ORDER BY order_date LIMIT 10"\n'
+        '       or:  python -c "import duckdb; print(duckdb.connect('
+        f"'{warehouse.location}', read_only=True).sql('FROM daily_sales'))\""
+    )
+
+
+def run_cli() -> None:  # pragma: no cover - console-script shim
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,138 @@
+"""The data contract of a sales record: one source of truth for columns, reason codes and types.
+
+Readers map input headers onto the canonical columns here, the validator emits only the reason
+codes declared here, and the Pandera model checks every batch before it reaches the warehouse.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Final
+
+import pandera.polars as pa
+import polars as pl
+
+CONTRACT_VERSION: Final = "1.0"
+
+# Canonical input columns, in the order salesflow writes them.
+CANONICAL_COLUMNS: Final = (
+    "order_id",
+    "order_ts",
+    "customer_id",
+    "sku",
+    "product",
+    "category",
+    "quantity",
+    "unit_price",
+    "region",
+)
+
+# A row lacking any of these is rejected with `missing_<column>`.
+REQUIRED_VALUES: Final = ("order_id", "sku", "order_ts", "quantity", "unit_price", "region")
+
+# A file lacking any of these columns (after aliasing and derivation) fails as a batch.
+# order_id is derived and sku copied from product when absent, so neither is listed.
+REQUIRED_COLUMNS: Final = ("order_ts", "quantity", "unit_price", "region")
+
+# Header aliases, matched after trimming and lower-casing. The course CSV this product grew from
+# uses Spanish headers; `producto` fills both product and sku.
+COLUMN_ALIASES: Final[dict[str, tuple[str, ...]]] = {
+    "order_id": ("order_id", "orderid", "order", "pedido", "id_pedido"),
+    "order_ts": ("order_ts", "order_date", "timestamp", "date", "fecha"),
+    "customer_id": ("customer_id", "customerid", "customer", "cliente", "id_cliente"),
+    "sku": ("sku", "product_id", "codigo"),
+    "product": ("product", "product_name", "producto"),
+    "category": ("category", "categoria"),
+    "quantity": ("quantity", "qty", "cantidad"),
+    "unit_price": ("unit_price", "price", "unitprice", "precio_unitario", "precio"),
+    "region": ("region", "región", "zone", "zona"),
+}
+
+
+class Reason(StrEnum):
+    """Machine-readable reason codes stored in `sales_rejected.reasons`."""
+
+    MISSING_ORDER_ID = "missing_order_id"
+    MISSING_SKU = "missing_sku"
+    MISSING_ORDER_TS = "missing_order_ts"
+    MISSING_QUANTITY = "missing_quantity"
+    MISSING_UNIT_PRICE = "missing_unit_price"
+    MISSING_REGION = "missing_region"
+    BAD_TYPE_ORDER_TS = "bad_type:order_ts"
+    BAD_TYPE_QUANTITY = "bad_type:quantity"
+    BAD_TYPE_UNIT_PRICE = "bad_type:unit_price"
+    ZERO_QUANTITY = "zero_quantity"
+    NEGATIVE_PRICE = "negative_price"
+    QUANTITY_OUT_OF_RANGE = "quantity_out_of_range"
+    PRICE_OUT_OF_RANGE = "price_out_of_range"
+    DUPLICATE = "duplicate"
+
+
+REASON_DESCRIPTIONS: Final[dict[Reason, str]] = {
+    Reason.MISSING_ORDER_ID: "order_id is empty",
+    Reason.MISSING_SKU: "sku is empty (and no product to take it from)",
+    Reason.MISSING_ORDER_TS: "order_ts is empty",
+    Reason.MISSING_QUANTITY: "quantity is empty",
+    Reason.MISSING_UNIT_PRICE: "unit_price is empty",
+    Reason.MISSING_REGION: "region is empty",
+    Reason.BAD_TYPE_ORDER_TS: "order_ts is not an ISO 8601 date or timestamp",
+    Reason.BAD_TYPE_QUANTITY: "quantity is not a whole number (e.g. '2.5', 'two')",
+    Reason.BAD_TYPE_UNIT_PRICE: "unit_price is not a plain decimal with at most 4 places "
+    "(e.g. '12,50', '1e3')",
+    Reason.ZERO_QUANTITY: "quantity is 0",
+    Reason.NEGATIVE_PRICE: "unit_price is below 0",
+    Reason.QUANTITY_OUT_OF_RANGE: "|quantity| is above the configured maximum",
+    Reason.PRICE_OUT_OF_RANGE: "unit_price is above the configured maximum",
+    Reason.DUPLICATE: "exact copy of an earlier row of the same batch (the first is kept)",
+}
+
+# Money is exact: DECIMAL(18,4) everywhere, never float.
+MONEY: Final = pl.Decimal(18, 4)
+
+TICKET_SIZES: Final = ("return", "low", "medium", "high", "very_high")
+WEEKDAYS: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+# Columns of the `sales` table, in order.
+SALES_COLUMNS: Final = (
+    "order_id",
+    "order_ts",
+    "order_date",
+    "customer_id",
+    "sku",
+    "product",
+    "category",
+    "quantity",
+    "unit_price",
+    "total",
+    "ticket_size",
+    "month",
+    "weekday",
+    "region",
+    "batch_id",
+    "source_row",
+)
+
+
+class SalesRecord(pa.DataFrameModel):
+    """What a row of `sales` must look like; checked on every transformed batch before loading."""
+
+    order_id: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    order_ts: Annotated[pl.Datetime, "us", None] = pa.Field(nullable=False)
+    order_date: pl.Date = pa.Field(nullable=False)
+    customer_id: str = pa.Field(nullable=True)
+    sku: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    product: str = pa.Field(nullable=True)
+    category: str = pa.Field(nullable=True)
+    quantity: pl.Int64 = pa.Field(nullable=False, ne=0)
+    unit_price: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=False, ge=0)
+    total: Annotated[pl.Decimal, 18, 4] = pa.Field(nullable=False)
+    ticket_size: str = pa.Field(nullable=False, isin=list(TICKET_SIZES))
+    month: str = pa.Field(nullable=False, str_matches=r"^\d{4}-\d{2}$")
+    weekday: str = pa.Field(nullable=False, isin=list(WEEKDAYS))
+    region: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    batch_id: str = pa.Field(nullable=False)
+    source_row: pl.Int64 = pa.Field(nullable=False, ge=1)
+
+    class Config:
+        strict = True
+        ordered = True

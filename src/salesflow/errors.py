@@ -1,0 +1,52 @@
+"""The exceptions salesflow raises on purpose.
+
+User errors carry a one-line message that says what is wrong, where and what to do, and an exit code
+for the CLI. Transient errors (I/O hiccups, a busy warehouse) are the only ones Prefect retries.
+"""
+
+from __future__ import annotations
+
+
+class SalesflowError(Exception):
+    """Base class of every error salesflow raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UserError(SalesflowError):
+    """A problem the user can fix (bad input, bad option); shown as one line, never a traceback."""
+
+
+class UsageError(UserError):
+    """A bad command line or configuration: a missing path, an unknown format, a bad setting."""
+
+    exit_code = 2
+
+
+class BatchError(UserError):
+    """A whole batch (one source file) cannot be processed; other batches carry on."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+class UnreadableSourceError(BatchError):
+    """The file cannot be read or parsed at all (corrupt, wrong format, truncated)."""
+
+
+class MissingColumnError(BatchError):
+    """The file lacks a column the contract requires."""
+
+
+class ReconciliationError(BatchError):
+    """Counts or money of a batch do not add up; the batch is not committed."""
+
+
+class TransientError(SalesflowError):
+    """A failure that may pass on its own (I/O, connection, a busy warehouse): safe to retry."""
+
+
+class WarehouseBusyError(TransientError):
+    """Another process holds the warehouse's write lock."""

@@ -1,0 +1,1 @@
+"""The Prefect layer: tasks and flows, thin over the plain stage functions."""

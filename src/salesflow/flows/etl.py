@@ -1,0 +1,206 @@
+"""The `salesflow-etl` flow: every landing file becomes a batch that runs extract -> validate ->
+transform -> load, batches side by side, commits one at a time.
+
+The flow keeps a bounded number of batches in flight and submits each next stage as soon as the
+previous one finishes, so worker threads never sit waiting on an upstream task.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel
+
+from salesflow import stages
+from salesflow.config import Settings, load_settings
+from salesflow.flows.tasks import (
+    extract_batch,
+    load_batch,
+    record_failure,
+    transform_batch,
+    validate_batch,
+)
+from salesflow.manifest import BatchOutcome, BatchStatus
+from salesflow.sources.files import discover_sources
+from salesflow.transform import TicketBands
+from salesflow.validate import ValidationRules
+from salesflow.warehouse import open_warehouse
+
+FLOW_NAME = "salesflow-etl"
+
+BatchListener = Callable[[BatchOutcome], None]
+_listeners: list[BatchListener] = []
+
+
+@contextmanager
+def on_batch_finished(listener: BatchListener) -> Iterator[None]:
+    """Call `listener` with each batch's outcome as it finishes (the CLI's progress bar)."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+class RunSummary(BaseModel):
+    """What one run of the flow did, batch by batch, in source order."""
+
+    warehouse: str
+    flow_run_id: str | None
+    outcomes: list[BatchOutcome]
+
+    def count(self, status: BatchStatus) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    @property
+    def failed(self) -> list[BatchOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.status == BatchStatus.FAILED]
+
+    @property
+    def rows_in(self) -> int:
+        return sum(o.rows_in or 0 for o in self.outcomes if o.status == BatchStatus.LOADED)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(o.rows_loaded for o in self.outcomes if o.status == BatchStatus.LOADED)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(o.rows_rejected for o in self.outcomes if o.status == BatchStatus.LOADED)
+
+    @property
+    def amount_loaded(self) -> Decimal:
+        loaded = (o.amount_loaded for o in self.outcomes if o.status == BatchStatus.LOADED)
+        return sum(loaded, Decimal(0))
+
+
+@flow(name=FLOW_NAME, persist_result=False)
+def etl_flow(
+    sources: list[Path],
+    warehouse: str | None = None,
+    force: bool = False,
+    settings: Settings | None = None,
+) -> RunSummary:
+    """Load landing files (or directories of them) into the warehouse, one batch per file."""
+    settings = settings or load_settings()
+    location = warehouse or str(settings.warehouse_path)
+    open_warehouse(location).ensure_schema()
+    files = discover_sources(sources)
+    run_id = str(flow_run.id) if flow_run.id else None
+    staging_root = settings.staging_path / (run_id or uuid4().hex)
+    logger = get_run_logger()
+    logger.info("run batches=%d warehouse=%s force=%s", len(files), location, force)
+    try:
+        outcomes = _run_batches(files, location, force, settings, staging_root, run_id)
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+    summary = RunSummary(
+        warehouse=location, flow_run_id=run_id, outcomes=[outcomes[path] for path in files]
+    )
+    logger.info(
+        "run finished batches=%d loaded=%d skipped=%d failed=%d rows_in=%d rows_loaded=%d "
+        "rows_rejected=%d amount=%s",
+        len(files),
+        summary.count(BatchStatus.LOADED),
+        summary.count(BatchStatus.SKIPPED),
+        summary.count(BatchStatus.FAILED),
+        summary.rows_in,
+        summary.rows_loaded,
+        summary.rows_rejected,
+        summary.amount_loaded,
+    )
+    return summary
+
+
+def _run_batches(
+    files: list[Path],
+    location: str,
+    force: bool,
+    settings: Settings,
+    staging_root: Path,
+    run_id: str | None,
+) -> dict[Path, BatchOutcome]:
+    retry: dict[str, Any] = {
+        "retries": settings.retries,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_delay_seconds),
+    }
+    extract = extract_batch.with_options(**retry)
+    load = load_batch.with_options(**retry)
+    record = record_failure.with_options(**retry)
+    rules = ValidationRules.from_settings(settings)
+    bands = TicketBands.from_settings(settings)
+
+    waiting = deque(files)
+    in_flight: dict[PrefectFuture[Any], tuple[str, Path, datetime]] = {}
+    outcomes: dict[Path, BatchOutcome] = {}
+    max_in_flight = settings.max_workers * 2
+
+    def start_batches() -> None:
+        while waiting and len(in_flight) < max_in_flight:
+            source = waiting.popleft()
+            future = extract.submit(source, staging_root, location, force)
+            in_flight[future] = ("extract", source, datetime.now(UTC))
+
+    def finish(source: Path, outcome: BatchOutcome) -> None:
+        outcomes[source] = outcome
+        for listener in list(_listeners):
+            listener(outcome)
+
+    start_batches()
+    while in_flight:
+        future = next(as_completed(list(in_flight)))
+        stage, source, started_at = in_flight.pop(future)
+        future.wait()  # sets the future's final state; before that `.state` may read a stale one
+        state = future.state
+        if not state.is_completed():
+            error = state.result(raise_on_failure=False)
+            failure = stages.failed_outcome(source, _as_exception(error, state), started_at, run_id)
+            stages.discard_staging(staging_root / source.name)
+            if stage == "record":  # the warehouse could not even record the failure
+                finish(source, failure)
+            else:
+                in_flight[record.submit(failure, location)] = ("record", source, started_at)
+            continue
+        value = future.result()
+        if stage == "extract":
+            in_flight[validate_batch.submit(value, rules)] = ("validate", source, started_at)
+        elif stage == "validate":
+            in_flight[transform_batch.submit(value, bands)] = ("transform", source, started_at)
+        elif stage == "transform":
+            in_flight[load.submit(value, location, run_id)] = ("load", source, started_at)
+        else:
+            finish(source, value)
+        start_batches()
+    return outcomes
+
+
+def _as_exception(error: Any, state: Any) -> BaseException:
+    if isinstance(error, BaseException):
+        return error
+    return RuntimeError(state.message or f"task ended in state {state.name}")
+
+
+def run_etl(
+    sources: list[Path],
+    settings: Settings,
+    warehouse: str | None = None,
+    force: bool = False,
+) -> RunSummary:
+    """Run the flow with a thread pool sized from settings (the entry point the CLI uses)."""
+    runner: Any = ThreadPoolTaskRunner(max_workers=settings.max_workers)
+    return etl_flow.with_options(task_runner=runner)(
+        sources=sources, warehouse=warehouse, force=force, settings=settings
+    )

@@ -1,0 +1,76 @@
+"""Batch manifests: the small records passed between pipeline stages instead of data frames.
+
+A manifest names a batch, where its staged Parquet files are, and its counts; it is cheap to pass
+through Prefect and to log, whatever the size of the batch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class BatchStatus(StrEnum):
+    LOADED = "loaded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class BatchManifest(BaseModel):
+    """One batch on its way through extract -> validate -> transform -> load."""
+
+    batch_id: str = Field(description="The source's file name: what identifies a batch.")
+    source: str = Field(description="Absolute path of the landing file.")
+    sha256: str
+    started_at: datetime
+    skipped: bool = Field(False, description="Unchanged since its last load: nothing to do.")
+    staging_dir: Path | None = None
+    column_map: dict[str, str] = Field(default_factory=dict)
+    rows_in: int = 0
+    rows_valid: int = 0
+    rows_rejected: int = 0
+    amount: Decimal = Field(Decimal(0), description="Sum of `total` over the transformed rows.")
+    reason_counts: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def raw_path(self) -> Path:
+        return self._staged("raw.parquet")
+
+    @property
+    def valid_path(self) -> Path:
+        return self._staged("valid.parquet")
+
+    @property
+    def rejected_path(self) -> Path:
+        return self._staged("rejected.parquet")
+
+    @property
+    def sales_path(self) -> Path:
+        return self._staged("sales.parquet")
+
+    def _staged(self, name: str) -> Path:
+        if self.staging_dir is None:
+            raise ValueError(f"batch {self.batch_id} has no staging directory")
+        return self.staging_dir / name
+
+
+class BatchOutcome(BaseModel):
+    """What happened to one batch; also the row written to the `batches` table."""
+
+    batch_id: str
+    source: str
+    sha256: str | None
+    status: BatchStatus
+    rows_in: int | None = None
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    amount_loaded: Decimal = Decimal(0)
+    error: str | None = None
+    reason_counts: dict[str, int] = Field(default_factory=dict)
+    started_at: datetime
+    finished_at: datetime
+    flow_run_id: str | None = None

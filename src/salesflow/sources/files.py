@@ -1,0 +1,180 @@
+"""Landing files: find them, fingerprint them, and read them as text columns of one batch.
+
+Everything is read as text so that validation, not the reader, decides what a value means, and so
+that a rejected row can be quarantined exactly as it arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from salesflow.contract import CANONICAL_COLUMNS, COLUMN_ALIASES, REQUIRED_COLUMNS
+from salesflow.errors import (
+    MissingColumnError,
+    TransientError,
+    UnreadableSourceError,
+    UsageError,
+)
+
+SOURCE_ROW: Final = "__source_row"
+"""Column added to every staged batch: the 1-based index of the data record in its file."""
+
+FORMATS_BY_SUFFIX: Final = {
+    ".csv.gz": "csv",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+def source_format(path: Path) -> str | None:
+    """The reader a file needs, from its name; None when salesflow does not read it."""
+    name = path.name.lower()
+    for suffix, fmt in FORMATS_BY_SUFFIX.items():
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def discover_sources(paths: Iterable[Path]) -> list[Path]:
+    """Expand files and directories (their supported files, in name order) into batch sources."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or directory")
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and source_format(p))
+            if not inside:
+                raise UsageError(
+                    f"{path}: no supported files inside (expected {_supported_list()})"
+                )
+            found.extend(inside)
+        elif source_format(path) is None:
+            raise UsageError(f"{path}: unsupported file type (expected {_supported_list()})")
+        else:
+            found.append(path)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    _refuse_same_name(unique)
+    return unique
+
+
+def _supported_list() -> str:
+    return ", ".join(FORMATS_BY_SUFFIX)
+
+
+def _refuse_same_name(sources: Sequence[Path]) -> None:
+    """A batch is identified by its file name, so two sources may not share one."""
+    seen: dict[str, Path] = {}
+    for source in sources:
+        if source.name in seen:
+            raise UsageError(
+                f"{source}: same file name as {seen[source.name]}; "
+                "a batch is identified by its file name, so rename one of them"
+            )
+        seen[source.name] = source
+
+
+def file_sha256(path: Path) -> str:
+    """Content fingerprint: an unchanged file is skipped, a changed one replaces its batch."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def normalise_header(name: str) -> str:
+    """Headers match case-insensitively, trimmed, with any UTF-8 byte-order mark dropped."""
+    return name.replace("\ufeff", "").strip().lower()
+
+
+def map_columns(source: str, header: Sequence[str]) -> dict[str, str]:
+    """Map each canonical column onto the input column that holds it (canonical -> input name).
+
+    An exact canonical name wins over an alias; the course CSV's `producto` fills both product and
+    sku. Raises MissingColumnError naming what is missing and what was found.
+    """
+    by_normal: dict[str, str] = {}
+    for original in header:
+        by_normal.setdefault(normalise_header(original), original)
+    mapping: dict[str, str] = {}
+    for canonical in CANONICAL_COLUMNS:
+        for alias in COLUMN_ALIASES[canonical]:
+            if alias in by_normal:
+                mapping[canonical] = by_normal[alias]
+                break
+    if "sku" not in mapping and "product" in mapping:
+        mapping["sku"] = mapping["product"]
+    missing = [column for column in REQUIRED_COLUMNS if column not in mapping]
+    if missing:
+        found = ", ".join(header) or "no columns"
+        names = ", ".join(f"'{column}'" for column in missing)
+        plural = "s" if len(missing) > 1 else ""
+        raise MissingColumnError(
+            source, f"missing required column{plural} {names} (found: {found})"
+        )
+    return mapping
+
+
+def scan_source(path: Path) -> pl.LazyFrame:
+    """A lazy, all-text view of one landing file, numbered by data record."""
+    fmt = source_format(path)
+    if fmt == "csv":
+        frame = pl.scan_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=True)
+    elif fmt == "parquet":
+        frame = pl.scan_parquet(path)
+        frame = frame.select(pl.all().cast(pl.String))
+    elif fmt == "jsonl":
+        frame = pl.read_ndjson(path, infer_schema_length=None).lazy()
+        frame = frame.select(pl.all().cast(pl.String))
+    else:
+        raise UsageError(f"{path}: unsupported file type (expected {_supported_list()})")
+    return frame.with_row_index(SOURCE_ROW, offset=1).with_columns(
+        pl.col(SOURCE_ROW).cast(pl.Int64)
+    )
+
+
+def stage_source(path: Path, staged: Path) -> tuple[int, list[str]]:
+    """Copy one landing file to a text-typed Parquet file; return (data records, header).
+
+    Streaming keeps memory flat for large files; any read failure becomes one clear batch error.
+    """
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        frame = scan_source(path)
+        header = [name for name in frame.collect_schema().names() if name != SOURCE_ROW]
+        frame.sink_parquet(staged, compression="lz4")
+        rows = pl.scan_parquet(staged).select(pl.len()).collect().item()
+    except (pl.exceptions.PolarsError, UnicodeDecodeError, ValueError, EOFError) as error:
+        staged.unlink(missing_ok=True)
+        raise UnreadableSourceError(str(path), describe_read_error(error)) from None
+    except OSError as error:
+        staged.unlink(missing_ok=True)
+        if error.errno is None:  # raised by a decoder (e.g. gzip's "unexpected end of file")
+            raise UnreadableSourceError(str(path), describe_read_error(error)) from None
+        raise TransientError(f"{path}: {error.strerror or error}") from error
+    return int(rows), header
+
+
+def describe_read_error(error: BaseException) -> str:
+    """One line for the user out of a reader's multi-line message."""
+    text = str(error).strip()
+    lowered = text.lower()
+    if isinstance(error, pl.exceptions.NoDataError) or "empty csv" in lowered:
+        return "file is empty (0 bytes or no header): nothing to load"
+    if "utf-8" in lowered or "utf8" in lowered or isinstance(error, UnicodeDecodeError):
+        return "not valid UTF-8 text; re-export the file as UTF-8"
+    if "more fields than defined" in lowered:
+        return "a record has more fields than the header; fix the file's quoting or separators"
+    if "parquet" in lowered:
+        return "not a readable Parquet file (corrupt or truncated)"
+    if any(word in lowered for word in ("gzip", "deflate", "decompress", "end of file")):
+        return "compressed data is corrupt or truncated"
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return f"cannot be read: {first_line}"

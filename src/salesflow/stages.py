@@ -1,0 +1,135 @@
+"""The four stages of a batch as plain functions over manifests: no Prefect in here.
+
+Each stage reads the previous stage's staged Parquet, does its work in Polars, writes its own, and
+returns a new manifest; the Prefect tasks in `flows/` only add orchestration around them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from salesflow.errors import BatchError, SalesflowError
+from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
+from salesflow.sources.files import file_sha256, map_columns, stage_source
+from salesflow.transform import TicketBands, transform_batch
+from salesflow.validate import ValidationRules, count_reasons, validate_batch
+from salesflow.warehouse.base import Warehouse
+
+
+def extract(
+    source: Path,
+    staging_root: Path,
+    warehouse: Warehouse | None = None,
+    force: bool = False,
+) -> BatchManifest:
+    """Fingerprint a landing file and stage it as text-typed Parquet, unless it is unchanged.
+
+    Without a warehouse (a dry run) nothing is ever skipped.
+    """
+    started_at = datetime.now(UTC)
+    manifest = BatchManifest(
+        batch_id=source.name, source=str(source), sha256=file_sha256(source), started_at=started_at
+    )
+    unchanged = (
+        warehouse is not None and warehouse.loaded_sha256(manifest.batch_id) == manifest.sha256
+    )
+    if unchanged and not force:
+        return manifest.model_copy(update={"skipped": True})
+    staging_dir = staging_root / manifest.batch_id
+    staged = manifest.model_copy(update={"staging_dir": staging_dir})
+    rows_in, header = stage_source(source, staged.raw_path)
+    column_map = map_columns(str(source), header)
+    return staged.model_copy(update={"rows_in": rows_in, "column_map": column_map})
+
+
+def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
+    """Split the staged batch into valid rows and quarantined rows with reasons."""
+    if manifest.skipped:
+        return manifest
+    raw = pl.read_parquet(manifest.raw_path)
+    result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules)
+    result.valid.write_parquet(manifest.valid_path, compression="lz4")
+    result.rejected.write_parquet(manifest.rejected_path, compression="lz4")
+    return manifest.model_copy(
+        update={
+            "rows_valid": result.valid.height,
+            "rows_rejected": result.rejected.height,
+            "reason_counts": count_reasons(result.rejected),
+        }
+    )
+
+
+def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
+    """Enrich the valid rows into `sales` rows and total their money for reconciliation."""
+    if manifest.skipped:
+        return manifest
+    sales = transform_batch(pl.read_parquet(manifest.valid_path), manifest.batch_id, bands)
+    sales.write_parquet(manifest.sales_path, compression="lz4")
+    amount = sales.select(pl.col("total").sum()).item() if sales.height else 0
+    return manifest.model_copy(update={"amount": amount or 0})
+
+
+def load(manifest: BatchManifest, warehouse: Warehouse, flow_run_id: str | None) -> BatchOutcome:
+    """Commit the batch to the warehouse (or record the skip), then drop its staged files."""
+    if manifest.skipped:
+        outcome = BatchOutcome(
+            batch_id=manifest.batch_id,
+            source=manifest.source,
+            sha256=manifest.sha256,
+            status=BatchStatus.SKIPPED,
+            started_at=manifest.started_at,
+            finished_at=datetime.now(UTC),
+            flow_run_id=flow_run_id,
+        )
+        warehouse.record_outcome(outcome)
+        return outcome
+    outcome = warehouse.load_batch(manifest, flow_run_id)
+    discard_staging(manifest.staging_dir)
+    return outcome
+
+
+def check_source(source: Path, rules: ValidationRules) -> BatchManifest:
+    """Dry run of one file: extract and validate in scratch space, write nothing that stays."""
+    with tempfile.TemporaryDirectory(prefix="salesflow-check-") as scratch:
+        return validate(extract(source, Path(scratch)), rules)
+
+
+def failed_outcome(
+    source: Path, error: BaseException, started_at: datetime, flow_run_id: str | None
+) -> BatchOutcome:
+    """The record of a batch that could not be loaded, with a one-line error."""
+    try:
+        sha256: str | None = file_sha256(source)
+    except OSError:
+        sha256 = None
+    return BatchOutcome(
+        batch_id=source.name,
+        source=str(source),
+        sha256=sha256,
+        status=BatchStatus.FAILED,
+        error=describe_failure(source, error),
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        flow_run_id=flow_run_id,
+    )
+
+
+def describe_failure(source: Path, error: BaseException) -> str:
+    """One line: our own errors already name the file; anything else gets it prefixed."""
+    if isinstance(error, BatchError):
+        return str(error)
+    if isinstance(error, SalesflowError):
+        text = str(error)
+        return text if str(source) in text else f"{source}: {text}"
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{source}: unexpected {type(error).__name__}: {first_line}"
+
+
+def discard_staging(staging_dir: Path | None) -> None:
+    if staging_dir is not None:
+        shutil.rmtree(staging_dir, ignore_errors=True)

@@ -1,0 +1,266 @@
+"""The embedded DuckDB warehouse: one file, one writer, every batch load one transaction.
+
+Threads of one process share the database and take turns to write; another process holding the
+file is reported as WarehouseBusyError, which the load task retries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+
+from salesflow.contract import CONTRACT_VERSION, SALES_COLUMNS
+from salesflow.errors import UsageError, WarehouseBusyError
+from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
+from salesflow.warehouse.base import DAILY_SALES_SELECT, TABLE_KEYS, reconcile
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sales (
+    order_id     VARCHAR NOT NULL,
+    order_ts     TIMESTAMP NOT NULL,
+    order_date   DATE NOT NULL,
+    customer_id  VARCHAR,
+    sku          VARCHAR NOT NULL,
+    product      VARCHAR,
+    category     VARCHAR,
+    quantity     BIGINT NOT NULL,
+    unit_price   DECIMAL(18, 4) NOT NULL,
+    total        DECIMAL(18, 4) NOT NULL,
+    ticket_size  VARCHAR NOT NULL,
+    month        VARCHAR NOT NULL,
+    weekday      VARCHAR NOT NULL,
+    region       VARCHAR NOT NULL,
+    batch_id     VARCHAR NOT NULL,
+    source_row   BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sales_rejected (
+    batch_id     VARCHAR NOT NULL,
+    source_row   BIGINT NOT NULL,
+    reasons      VARCHAR[] NOT NULL,
+    raw          VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id          VARCHAR NOT NULL,
+    source            VARCHAR NOT NULL,
+    sha256            VARCHAR,
+    rows_in           BIGINT,
+    rows_loaded       BIGINT NOT NULL,
+    rows_rejected     BIGINT NOT NULL,
+    amount_loaded     DECIMAL(38, 4) NOT NULL,
+    status            VARCHAR NOT NULL,
+    error             VARCHAR,
+    contract_version  VARCHAR NOT NULL,
+    started_at        TIMESTAMPTZ NOT NULL,
+    finished_at       TIMESTAMPTZ NOT NULL,
+    flow_run_id       VARCHAR
+);
+CREATE TABLE IF NOT EXISTS daily_sales (
+    order_date     DATE NOT NULL,
+    region         VARCHAR NOT NULL,
+    category       VARCHAR,
+    orders         BIGINT NOT NULL,
+    units          BIGINT NOT NULL,
+    net_revenue    DECIMAL(38, 4) NOT NULL,
+    returns_value  DECIMAL(38, 4) NOT NULL
+);
+"""
+
+BATCH_COLUMNS = (
+    "batch_id, source, sha256, rows_in, rows_loaded, rows_rejected, amount_loaded, status, "
+    "error, contract_version, started_at, finished_at, flow_run_id"
+)
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Any:
+    row = con.execute(sql, params).fetchone()
+    return row[0] if row else None
+
+
+class DuckDBWarehouse:
+    """A DuckDB file holding the sales, sales_rejected, batches and daily_sales tables."""
+
+    # One write lock per database file for all threads of this process.
+    _write_locks: ClassVar[dict[str, threading.Lock]] = {}
+    _locks_guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, location: str | Path) -> None:
+        self.path = Path(location).expanduser().resolve()
+        self.location = str(self.path)
+        with self._locks_guard:
+            self._write_lock = self._write_locks.setdefault(self.location, threading.Lock())
+        self._schema_ready = False
+
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            connection = duckdb.connect(self.location)
+        except duckdb.IOException as error:
+            if "lock" in str(error).lower():
+                raise WarehouseBusyError(
+                    f"{self.location}: warehouse is in use by another process"
+                ) from error
+            raise UsageError(
+                f"{self.location}: cannot open as a DuckDB warehouse ({error})"
+            ) from None
+        except duckdb.Error as error:
+            raise UsageError(
+                f"{self.location}: cannot open as a DuckDB warehouse ({error})"
+            ) from None
+        try:
+            if not self._schema_ready:
+                connection.execute(SCHEMA)
+                self._schema_ready = True
+            yield connection
+        finally:
+            connection.close()
+
+    def ensure_schema(self) -> None:
+        with self._write_lock, self._connect():
+            pass
+
+    def loaded_sha256(self, batch_id: str) -> str | None:
+        rows = self.fetch(
+            "SELECT sha256 FROM batches WHERE batch_id = ? AND rows_in IS NOT NULL "
+            "AND status IN ('loaded', 'skipped')",
+            [batch_id],
+        )
+        return rows[0][0] if rows else None
+
+    def load_batch(self, manifest: BatchManifest, flow_run_id: str | None) -> BatchOutcome:
+        batch_id = manifest.batch_id
+        with self._write_lock, self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                old_dates = con.execute(
+                    "SELECT DISTINCT order_date FROM sales WHERE batch_id = ?", [batch_id]
+                ).fetchall()
+                con.execute("DELETE FROM sales WHERE batch_id = ?", [batch_id])
+                con.execute("DELETE FROM sales_rejected WHERE batch_id = ?", [batch_id])
+                con.execute(
+                    f"INSERT INTO sales SELECT {', '.join(SALES_COLUMNS)} "
+                    f"FROM read_parquet({_sql_string(str(manifest.sales_path))})"
+                )
+                con.execute(
+                    "INSERT INTO sales_rejected SELECT ?, source_row, reasons, raw "
+                    f"FROM read_parquet({_sql_string(str(manifest.rejected_path))})",
+                    [batch_id],
+                )
+                loaded, amount, new_dates = con.execute(
+                    "SELECT count(*), coalesce(sum(total), 0), list(DISTINCT order_date) "
+                    "FROM sales WHERE batch_id = ?",
+                    [batch_id],
+                ).fetchone() or (0, 0, [])
+                rejected = _scalar(
+                    con, "SELECT count(*) FROM sales_rejected WHERE batch_id = ?", [batch_id]
+                )
+                reconcile(manifest, loaded, rejected, amount)
+                self._refresh_daily_sales(
+                    con, [row[0] for row in old_dates] + list(new_dates or [])
+                )
+                outcome = BatchOutcome(
+                    batch_id=batch_id,
+                    source=manifest.source,
+                    sha256=manifest.sha256,
+                    status=BatchStatus.LOADED,
+                    rows_in=manifest.rows_in,
+                    rows_loaded=loaded,
+                    rows_rejected=rejected,
+                    amount_loaded=amount,
+                    reason_counts=manifest.reason_counts,
+                    started_at=manifest.started_at,
+                    finished_at=datetime.now(UTC),
+                    flow_run_id=flow_run_id,
+                )
+                con.execute("DELETE FROM batches WHERE batch_id = ?", [batch_id])
+                self._insert_batch(con, outcome)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return outcome
+
+    @staticmethod
+    def _refresh_daily_sales(con: duckdb.DuckDBPyConnection, dates: list[Any]) -> None:
+        """Recompute the mart for the touched dates only, inside the load's transaction."""
+        touched = sorted(set(dates))
+        if not touched:
+            return
+        con.execute("DELETE FROM daily_sales WHERE list_contains(?::DATE[], order_date)", [touched])
+        con.execute(
+            f"INSERT INTO daily_sales {DAILY_SALES_SELECT} "
+            "WHERE list_contains(?::DATE[], order_date) GROUP BY order_date, region, category",
+            [touched],
+        )
+
+    @staticmethod
+    def _insert_batch(con: duckdb.DuckDBPyConnection, outcome: BatchOutcome) -> None:
+        con.execute(
+            f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                outcome.batch_id,
+                outcome.source,
+                outcome.sha256,
+                outcome.rows_in,
+                outcome.rows_loaded,
+                outcome.rows_rejected,
+                outcome.amount_loaded,
+                str(outcome.status),
+                outcome.error,
+                CONTRACT_VERSION,
+                outcome.started_at,
+                outcome.finished_at,
+                outcome.flow_run_id,
+            ],
+        )
+
+    def record_outcome(self, outcome: BatchOutcome) -> None:
+        """A failed or skipped attempt updates status and times; loaded rows and counts stay."""
+        with self._write_lock, self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                exists = _scalar(
+                    con, "SELECT count(*) FROM batches WHERE batch_id = ?", [outcome.batch_id]
+                )
+                if exists:
+                    con.execute(
+                        "UPDATE batches SET status = ?, error = ?, started_at = ?, "
+                        "finished_at = ?, flow_run_id = ? WHERE batch_id = ?",
+                        [
+                            str(outcome.status),
+                            outcome.error,
+                            outcome.started_at,
+                            outcome.finished_at,
+                            outcome.flow_run_id,
+                            outcome.batch_id,
+                        ],
+                    )
+                else:
+                    self._insert_batch(con, outcome)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._connect() as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def table_checksum(self, table: str) -> str:
+        if table not in TABLE_KEYS:
+            raise ValueError(f"no checksum defined for table {table!r}")
+        rows = self.fetch(
+            f"SELECT count(*) || ':' || coalesce(md5(string_agg(CAST(t AS VARCHAR), chr(10) "
+            f"ORDER BY {TABLE_KEYS[table]})), '') FROM {table} AS t"
+        )
+        return str(rows[0][0])

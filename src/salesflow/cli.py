@@ -63,7 +63,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except SalesflowError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         errors.print("[yellow]interrupted[/]")
@@ -172,7 +172,7 @@ def run(
         summary = _run_with_progress(paths, settings, force)
         _print_run(summary)
         for outcome in summary.failed:
-            errors.print(f"[bold red]failed:[/] {outcome.error}", highlight=False)
+            errors.print(f"[bold red]failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
     if summary.failed:
         raise typer.Exit(1)
 
@@ -287,7 +287,7 @@ def validate(
                 progress.update(bar, advance=1)
         console.print(table)
         for line in unreadable:
-            errors.print(f"[bold red]unreadable:[/] {line}", highlight=False)
+            errors.print(f"[bold red]unreadable:[/] {line}", highlight=False, soft_wrap=True)
     if unreadable:
         raise typer.Exit(2)
     if rejected_any:

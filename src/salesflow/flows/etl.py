@@ -29,6 +29,7 @@ from salesflow.config import Settings, load_settings
 from salesflow.flows.tasks import (
     extract_batch,
     load_batch,
+    prepare_warehouse,
     record_failure,
     transform_batch,
     validate_batch,
@@ -37,7 +38,6 @@ from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.sources.files import discover_sources
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
-from salesflow.warehouse import open_warehouse
 
 FLOW_NAME = "salesflow-etl"
 
@@ -97,12 +97,12 @@ def etl_flow(
     """Load landing files (or directories of them) into the warehouse, one batch per file."""
     settings = settings or load_settings()
     location = warehouse or str(settings.warehouse_path)
-    open_warehouse(location).ensure_schema()
     files = discover_sources(sources)
     run_id = str(flow_run.id) if flow_run.id else None
     staging_root = settings.staging_path / (run_id or uuid4().hex)
     logger = get_run_logger()
     logger.info("run batches=%d warehouse=%s force=%s", len(files), location, force)
+    prepare_warehouse.with_options(**_retry_options(settings))(location)
     try:
         outcomes = _run_batches(files, location, force, settings, staging_root, run_id)
     finally:
@@ -133,10 +133,7 @@ def _run_batches(
     staging_root: Path,
     run_id: str | None,
 ) -> dict[Path, BatchOutcome]:
-    retry: dict[str, Any] = {
-        "retries": settings.retries,
-        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_delay_seconds),
-    }
+    retry = _retry_options(settings)
     extract = extract_batch.with_options(**retry)
     load = load_batch.with_options(**retry)
     record = record_failure.with_options(**retry)
@@ -185,6 +182,14 @@ def _run_batches(
             finish(source, value)
         start_batches()
     return outcomes
+
+
+def _retry_options(settings: Settings) -> dict[str, Any]:
+    """Retries with exponential backoff (jitter is set on the tasks) from settings."""
+    return {
+        "retries": settings.retries,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_delay_seconds),
+    }
 
 
 def _as_exception(error: Any, state: Any) -> BaseException:

@@ -51,6 +51,13 @@ RETRY_OPTIONS: dict[str, Any] = {
 }
 
 
+@task(name="prepare-warehouse", tags=["load"], **STAGE_OPTIONS, **RETRY_OPTIONS)
+def prepare_warehouse(warehouse_location: str) -> str:
+    """Open the warehouse up front (creating its tables) so a bad location fails the run early."""
+    open_warehouse(warehouse_location).ensure_schema()
+    return warehouse_location
+
+
 @task(name="extract", tags=["extract"], **STAGE_OPTIONS, **RETRY_OPTIONS)
 def extract_batch(
     source: Path, staging_root: Path, warehouse_location: str, force: bool

@@ -1,0 +1,54 @@
+"""Shared fixtures: settings on a temporary data dir, small landing files, a Prefect test API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before Prefect is imported anywhere: no telemetry, quiet console, generous start-up.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+from salesflow.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+COURSE_CSV = DATA / "ventas_curso.csv"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect API (SQLite) for the whole session; flows run against it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's own salesflow.toml or SALESFLOW_* variables."""
+    for name in list(os.environ):
+        if name.startswith("SALESFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a private data dir, with instant retries so failure tests stay fast."""
+    return load_settings(data_dir=tmp_path / "data", retry_delay_seconds=0, max_workers=2)
+
+
+def write_csv(path: Path, header: str, *rows: str) -> Path:
+    """A small CSV landing file from a header line and row lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+CANONICAL_HEADER = "order_id,order_ts,customer_id,sku,product,category,quantity,unit_price,region"

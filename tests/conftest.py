@@ -10,7 +10,8 @@ import pytest
 
 # Before Prefect is imported anywhere: no telemetry, quiet console, generous start-up.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+# The CLI keeps Prefect off the console unless --verbose; tests see the same output.
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 
 from salesflow.config import Settings, load_settings

@@ -7,11 +7,13 @@ Precedence, highest first: explicit arguments, environment variables, the TOML f
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import polars as pl
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -23,6 +25,7 @@ from pydantic_settings import (
 from salesflow.errors import UsageError
 
 CONFIG_FILE_ENV = "SALESFLOW_CONFIG"
+MAX_TOTAL = 10**14  # DECIMAL(18,4) holds 14 integer digits
 DEFAULT_CONFIG_FILE = "salesflow.toml"
 
 
@@ -67,14 +70,21 @@ class Settings(BaseSettings):
     def _known_timezone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
+            # Polars does the conversions and knows fewer zones than the OS (no "Factory").
+            pl.Series([datetime(2024, 1, 1)]).dt.replace_time_zone(value)
+        except (ZoneInfoNotFoundError, ValueError, pl.exceptions.PolarsError) as error:
             raise ValueError(f"unknown time zone {value!r}") from error
         return value
 
     @model_validator(mode="after")
-    def _ordered_ticket_bounds(self) -> Settings:
+    def _consistent_bounds(self) -> Settings:
         if not (0 <= self.ticket_low_max < self.ticket_medium_max < self.ticket_high_max):
             raise ValueError("ticket bounds must satisfy 0 <= low < medium < high")
+        if self.max_quantity * self.max_unit_price >= MAX_TOTAL:
+            raise ValueError(
+                f"max_quantity x max_unit_price must stay below {MAX_TOTAL:,} "
+                "so every total fits DECIMAL(18,4)"
+            )
         return self
 
     @property
@@ -107,6 +117,7 @@ def load_settings(**overrides: Any) -> Settings:
     toml_file = os.environ.get(CONFIG_FILE_ENV)
     if toml_file and not Path(toml_file).is_file():
         raise UsageError(f"{CONFIG_FILE_ENV}={toml_file}: no such configuration file")
+    toml_file = toml_file or DEFAULT_CONFIG_FILE
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
         return Settings(**given)
@@ -114,5 +125,5 @@ def load_settings(**overrides: Any) -> Settings:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         raise UsageError(f"bad configuration: {where}: {first['msg']}") from None
-    except Exception as error:  # a malformed TOML file
-        raise UsageError(f"bad configuration file: {error}") from None
+    except ValueError as error:  # a malformed TOML file (tomllib.TOMLDecodeError)
+        raise UsageError(f"{toml_file}: bad configuration file: {error}") from None

@@ -128,11 +128,12 @@ def _canonical_text(column_map: Mapping[str, str], batch_id: str) -> list[pl.Exp
 
 
 def _is_later_copy(input_columns: Sequence[str]) -> pl.Expr:
-    """True on the second and later exact copies of a record (compared after trimming)."""
+    """True on the second and later exact copies of a record (compared after trimming, with a
+    blank value equal to an empty one, as every check sees them)."""
     if not input_columns:
         return pl.lit(False)
-    trimmed = [pl.col(name).str.strip_chars() for name in input_columns]
-    return ~pl.struct(trimmed).is_first_distinct()
+    normalised = [_blank_to_null(pl.col(name)).alias(name) for name in input_columns]
+    return ~pl.struct(normalised).is_first_distinct()
 
 
 def _parsed(rules: ValidationRules) -> list[pl.Expr]:

@@ -7,6 +7,7 @@ that a rejected row can be quarantined exactly as it arrived.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
@@ -131,7 +132,8 @@ def scan_source(path: Path) -> pl.LazyFrame:
         frame = pl.scan_parquet(path)
         frame = frame.select(pl.all().cast(pl.String))
     elif fmt == "jsonl":
-        frame = pl.read_ndjson(path, infer_schema_length=None).lazy()
+        text = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is ignored
+        frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None).lazy()
         frame = frame.select(pl.all().cast(pl.String))
     else:
         raise UsageError(f"{path}: unsupported file type (expected {_supported_list()})")

@@ -1,0 +1,182 @@
+"""The command line: exit codes, one-line errors, help, and the demo in a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from salesflow.cli import app
+from tests.conftest import CANONICAL_HEADER, COURSE_CSV, write_csv
+
+runner = CliRunner()
+
+
+def run_in_fresh_process(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`salesflow ARGS` as a user runs it: its own process, its own ephemeral Prefect API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
+    env["PREFECT_HOME"] = str(cwd / "prefect-home")
+    command = [sys.executable, "-m", "salesflow.cli", *args]
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+COMMANDS = ("generate", "run", "validate", "query", "demo")
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_complete_help(command: str) -> None:
+    code, out, _ = invoke(command, "--help")
+
+    assert code == 0
+    assert "Usage: salesflow " + command in " ".join(out.split())
+    assert len(out.splitlines()) > 6
+
+
+def test_top_level_help_lists_every_command() -> None:
+    code, out, _ = invoke("--help")
+
+    assert code == 0
+    for command in COMMANDS:
+        assert command in out
+
+
+def test_run_on_a_missing_path_is_a_usage_error_in_one_line(tmp_path: Path) -> None:
+    code, out, err = invoke("run", str(tmp_path / "nowhere.csv"))
+
+    assert code == 2
+    assert err.strip() == f"error: {tmp_path / 'nowhere.csv'}: no such file or directory"
+    assert "Traceback" not in out + err
+
+
+def test_generate_with_a_bad_date_is_a_usage_error() -> None:
+    code, _, err = invoke("generate", "out", "--start", "2024-13-01")
+
+    assert code == 2
+    assert err.strip() == "error: --start '2024-13-01': expected a date as YYYY-MM-DD"
+
+
+def test_a_bad_setting_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SALESFLOW_TIMEZONE", "Mars/Olympus")
+
+    code, _, err = invoke("validate", str(COURSE_CSV))
+
+    assert code == 2
+    assert err.strip() == (
+        "error: bad configuration: timezone: Value error, unknown time zone 'Mars/Olympus'"
+    )
+
+
+def test_validate_exit_codes_follow_the_worst_file(tmp_path: Path) -> None:
+    clean = write_csv(tmp_path / "clean.csv", CANONICAL_HEADER, "O1,2024-01-01,C1,S1,P,C,1,2,N")
+    unreadable = tmp_path / "empty.csv"
+    unreadable.write_bytes(b"")
+
+    assert invoke("validate", str(clean))[0] == 0
+    code, out, _ = invoke("validate", str(COURSE_CSV))
+    assert code == 1
+    assert "missing_quantity 1" in " ".join(out.split())
+    code, _, err = invoke("validate", str(clean), str(unreadable))
+    assert code == 2
+    assert (
+        err.strip()
+        == f"unreadable: {unreadable}: file is empty (0 bytes or no header): nothing to load"
+    )
+
+
+def test_validate_writes_nothing(tmp_path: Path) -> None:
+    invoke("validate", str(COURSE_CSV))
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_run_exits_1_and_names_each_failed_file_while_loading_the_rest(tmp_path: Path) -> None:
+    write_csv(tmp_path / "in" / "good.csv", CANONICAL_HEADER, "O1,2024-01-01,C1,S1,P,C,1,2,N")
+    broken = tmp_path / "in" / "broken.parquet"
+    broken.write_bytes(b"PAR1 this is not parquet")
+    warehouse = tmp_path / "wh.duckdb"
+
+    result = run_in_fresh_process(
+        tmp_path, "run", str(tmp_path / "in"), "--warehouse", str(warehouse)
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"failed: {broken}: not a readable Parquet file (corrupt or truncated)"
+    ]
+    assert "1 loaded, 0 unchanged, 1 failed" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT batch_id, status FROM batches ORDER BY 1").fetchall() == [
+            ("broken.parquet", "failed"),
+            ("good.csv", "loaded"),
+        ]
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_exits_0_and_a_rerun_reports_unchanged_batches(tmp_path: Path) -> None:
+    warehouse = str(tmp_path / "wh.duckdb")
+
+    first = invoke("run", str(COURSE_CSV), "--warehouse", warehouse)
+    second = invoke("run", str(COURSE_CSV), "--warehouse", warehouse)
+
+    assert first[0] == 0 and "1 loaded, 0 unchanged, 0 failed" in first[1]
+    assert second[0] == 0 and "0 loaded, 1 unchanged, 0 failed" in second[1]
+    code, out, _ = invoke("query", "--warehouse", warehouse, "SELECT count(*) AS n FROM sales")
+    assert code == 0 and "8" in out
+
+
+def test_query_without_a_warehouse_says_what_to_do(tmp_path: Path) -> None:
+    code, _, err = invoke("query", "--warehouse", str(tmp_path / "none.duckdb"), "SELECT 1")
+
+    assert code == 2
+    assert "no warehouse yet; run `salesflow run` or `salesflow demo` first" in err
+
+
+@pytest.mark.e2e
+def test_demo_runs_offline_in_a_fresh_process_and_prints_its_summary(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    command = [
+        sys.executable,
+        "-m",
+        "salesflow.cli",
+        "demo",
+        "--days",
+        "3",
+        "--rows-per-day",
+        "300",
+    ]
+
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "3 loaded, 0 unchanged, 0 failed" in result.stdout
+    assert "revenue by region" in result.stdout
+    assert "salesflow query" in result.stdout
+    warehouse = tmp_path / "salesflow-demo" / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        loaded, rejected = con.execute(
+            "SELECT (SELECT count(*) FROM sales), (SELECT count(*) FROM sales_rejected)"
+        ).fetchone() or (0, 0)
+    assert loaded > 850 and rejected > 0
+    assert sorted(p.name for p in (tmp_path / "salesflow-demo" / "landing").iterdir()) == [
+        "sales_2024-01-01.csv",
+        "sales_2024-01-02.csv",
+        "sales_2024-01-03.csv",
+    ]

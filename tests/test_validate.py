@@ -1,0 +1,563 @@
+"""Tests of validation: every row comes out once, typed in `valid` or rejected with its reasons."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from salesflow.config import Settings
+from salesflow.contract import CANONICAL_COLUMNS, MONEY, REQUIRED_VALUES, Reason
+from salesflow.sources.files import SOURCE_ROW, map_columns
+from salesflow.validate import (
+    REJECTED_COLUMNS,
+    VALID_COLUMNS,
+    ValidationRules,
+    count_reasons,
+    validate_batch,
+)
+
+BATCH = "sales_2024-01-05.csv"
+IDENTITY = {column: column for column in CANONICAL_COLUMNS}
+COURSE_HEADER = ["fecha", "producto", "cantidad", "precio_unitario", "region"]
+VALID_SCHEMA = {
+    "order_id": pl.String,
+    "order_ts": pl.Datetime("us"),
+    "customer_id": pl.String,
+    "sku": pl.String,
+    "product": pl.String,
+    "category": pl.String,
+    "quantity": pl.Int64,
+    "unit_price": MONEY,
+    "region": pl.String,
+    "source_row": pl.Int64,
+}
+REJECTED_SCHEMA = {"source_row": pl.Int64, "reasons": pl.List(pl.String), "raw": pl.String}
+CONTRACT_ORDER = [str(reason) for reason in Reason]
+
+
+def record(n: int = 1, **changes: str | None) -> dict[str, str | None]:
+    """A clean canonical record (order id A<n>), with some values replaced."""
+    base: dict[str, str | None] = {
+        "order_id": f"A{n}",
+        "order_ts": "2024-01-05T10:30:00",
+        "customer_id": "C1",
+        "sku": "SKU-1",
+        "product": "Laptop",
+        "category": "Electronics",
+        "quantity": "2",
+        "unit_price": "10.5",
+        "region": "North",
+    }
+    base.update(changes)
+    return base
+
+
+def raw_batch(records: list[dict[str, str | None]]) -> pl.DataFrame:
+    """A staged batch as stage_source writes it: SOURCE_ROW first, then text columns."""
+    columns = list(records[0])
+    frame = pl.DataFrame(records, schema=dict.fromkeys(columns, pl.String), orient="row")
+    return frame.with_row_index(SOURCE_ROW, offset=1).with_columns(
+        pl.col(SOURCE_ROW).cast(pl.Int64)
+    )
+
+
+def reasons_by_row(rejected: pl.DataFrame) -> dict[int, list[str]]:
+    return dict(rejected.select("source_row", "reasons").iter_rows())
+
+
+def validate_one(rules: ValidationRules | None = None, **changes: str | None):
+    """Validate a single record; return (valid frame, reasons of the row or None)."""
+    result = validate_batch(raw_batch([record(**changes)]), IDENTITY, BATCH, rules)
+    assert result.valid.height + result.rejected.height == 1
+    return result.valid, reasons_by_row(result.rejected).get(1)
+
+
+# --- a clean record --------------------------------------------------------------------------
+
+
+def test_clean_record_is_valid_with_contract_types_and_column_order() -> None:
+    result = validate_batch(raw_batch([record()]), IDENTITY, BATCH)
+
+    expected = pl.DataFrame(
+        {
+            "order_id": ["A1"],
+            "order_ts": [dt.datetime(2024, 1, 5, 10, 30)],
+            "customer_id": ["C1"],
+            "sku": ["SKU-1"],
+            "product": ["Laptop"],
+            "category": ["Electronics"],
+            "quantity": [2],
+            "unit_price": [Decimal("10.5")],
+            "region": ["North"],
+            "source_row": [1],
+        },
+        schema=VALID_SCHEMA,
+    )
+    assert tuple(result.valid.columns) == VALID_COLUMNS
+    assert_frame_equal(result.valid, expected)
+    assert result.rejected.height == 0
+    assert result.rejected.schema == pl.Schema(REJECTED_SCHEMA)
+
+
+def test_empty_batch_gives_empty_typed_frames() -> None:
+    raw = raw_batch([record()]).clear()
+
+    result = validate_batch(raw, IDENTITY, BATCH)
+
+    assert result.valid.schema == pl.Schema(VALID_SCHEMA)
+    assert result.rejected.schema == pl.Schema(REJECTED_SCHEMA)
+    assert tuple(result.rejected.columns) == REJECTED_COLUMNS
+    assert result.valid.height == result.rejected.height == 0
+    assert result.reason_counts() == {}
+
+
+def test_values_are_trimmed_before_they_are_stored() -> None:
+    valid, reasons = validate_one(
+        order_id="  A1 ", sku="\tSKU-1 ", region=" North ", quantity=" 3 ", unit_price=" 4.25 "
+    )
+
+    assert reasons is None
+    assert valid.select("order_id", "sku", "region", "quantity", "unit_price").row(0) == (
+        "A1",
+        "SKU-1",
+        "North",
+        3,
+        Decimal("4.25"),
+    )
+
+
+@pytest.mark.parametrize("column", ["customer_id", "product", "category"])
+@pytest.mark.parametrize("blank", [None, "", "   "])
+def test_blank_optional_value_is_stored_as_null(column: str, blank: str | None) -> None:
+    valid, reasons = validate_one(**{column: blank})
+
+    assert reasons is None
+    assert valid[column].to_list() == [None]
+
+
+# --- missing values --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column", REQUIRED_VALUES)
+@pytest.mark.parametrize("blank", [None, "", "   ", "\t"])
+def test_blank_required_value_is_rejected_as_missing(column: str, blank: str | None) -> None:
+    valid, reasons = validate_one(**{column: blank})
+
+    assert valid.height == 0
+    assert reasons == [f"missing_{column}"]
+
+
+# --- quantity --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("2", 2), ("-3", -3), ("007", 7), (" 4 ", 4), ("100000", 100_000), ("-100000", -100_000)],
+)
+def test_whole_quantity_is_accepted(text: str, expected: int) -> None:
+    valid, reasons = validate_one(quantity=text)
+
+    assert reasons is None
+    assert valid["quantity"].to_list() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "reasons"),
+    [
+        ("2.5", ["bad_type:quantity"]),
+        ("2.0", ["bad_type:quantity"]),
+        ("1e3", ["bad_type:quantity"]),
+        ("1,000", ["bad_type:quantity"]),
+        ("two", ["bad_type:quantity"]),
+        ("0", ["zero_quantity"]),
+        ("-0", ["zero_quantity"]),
+        ("100001", ["quantity_out_of_range"]),
+        ("-100001", ["quantity_out_of_range"]),
+        ("999999999999999999", ["quantity_out_of_range"]),
+    ],
+)
+def test_bad_quantity_is_rejected_with_its_reason(text: str, reasons: list[str]) -> None:
+    valid, got = validate_one(quantity=text)
+
+    assert valid.height == 0
+    assert got == reasons
+
+
+# --- unit price ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10.5", "10.5"),
+        ("19.99", "19.99"),
+        ("0", "0"),
+        ("1.2345", "1.2345"),
+        (" 3.5 ", "3.5"),
+        ("1000000", "1000000"),
+    ],
+)
+def test_plain_decimal_price_is_accepted_exactly(text: str, expected: str) -> None:
+    valid, reasons = validate_one(unit_price=text)
+
+    assert reasons is None
+    assert valid["unit_price"].to_list() == [Decimal(expected)]
+    assert valid.schema["unit_price"] == MONEY
+
+
+@pytest.mark.parametrize("text", ["12,50", "1e3", "1.23456", "0.00001", "abc", "12.5€", "NaN"])
+def test_unparseable_price_is_rejected_as_bad_type_without_rounding(text: str) -> None:
+    valid, reasons = validate_one(unit_price=text)
+
+    assert valid.height == 0
+    assert reasons == ["bad_type:unit_price"]
+
+
+def test_comma_decimal_price_is_rejected_as_bad_type() -> None:
+    valid, reasons = validate_one(unit_price="12,50")
+
+    assert valid.height == 0
+    assert reasons == ["bad_type:unit_price"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reasons"),
+    [
+        ("-1", ["negative_price"]),
+        ("-0.0001", ["negative_price"]),
+        ("1000000.0001", ["price_out_of_range"]),
+        ("99999999999999.9999", ["price_out_of_range"]),
+    ],
+)
+def test_price_out_of_bounds_is_rejected_with_its_reason(text: str, reasons: list[str]) -> None:
+    valid, got = validate_one(unit_price=text)
+
+    assert valid.height == 0
+    assert got == reasons
+
+
+def test_configured_maxima_are_inclusive_bounds() -> None:
+    rules = ValidationRules(max_quantity=10, max_unit_price=Decimal("50"))
+    records = [
+        record(1, quantity="10", unit_price="50"),
+        record(2, quantity="-10", unit_price="50.0000"),
+        record(3, quantity="11"),
+        record(4, quantity="-11"),
+        record(5, unit_price="50.0001"),
+        record(6, quantity="11", unit_price="51"),
+    ]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH, rules)
+
+    assert result.valid["source_row"].to_list() == [1, 2]
+    assert reasons_by_row(result.rejected) == {
+        3: ["quantity_out_of_range"],
+        4: ["quantity_out_of_range"],
+        5: ["price_out_of_range"],
+        6: ["quantity_out_of_range", "price_out_of_range"],
+    }
+
+
+def test_rules_come_from_settings() -> None:
+    configured = Settings(timezone="Europe/Madrid", max_quantity=7, max_unit_price=Decimal("9.5"))
+
+    assert ValidationRules.from_settings(configured) == ValidationRules(
+        timezone="Europe/Madrid", max_quantity=7, max_unit_price=Decimal("9.5")
+    )
+
+
+# --- order timestamp -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-05", dt.datetime(2024, 1, 5)),
+        ("2024-02-29", dt.datetime(2024, 2, 29)),
+        ("2024-01-05T10:30", dt.datetime(2024, 1, 5, 10, 30)),
+        ("2024-01-05 10:30", dt.datetime(2024, 1, 5, 10, 30)),
+        ("2024-01-05T10:30:15", dt.datetime(2024, 1, 5, 10, 30, 15)),
+        ("2024-01-05 10:30:15", dt.datetime(2024, 1, 5, 10, 30, 15)),
+        ("2024-01-05T10:30:15.5", dt.datetime(2024, 1, 5, 10, 30, 15, 500_000)),
+        ("2024-01-05T10:30:15.123456", dt.datetime(2024, 1, 5, 10, 30, 15, 123_456)),
+        ("2024-01-05T10:30:15Z", dt.datetime(2024, 1, 5, 10, 30, 15)),
+        ("2024-01-05T10:30Z", dt.datetime(2024, 1, 5, 10, 30)),
+        ("2024-01-05T10:30:15+02:00", dt.datetime(2024, 1, 5, 8, 30, 15)),
+        ("2024-01-05 10:30:15.25+02:00", dt.datetime(2024, 1, 5, 8, 30, 15, 250_000)),
+        ("2024-01-05T23:30:00-05:00", dt.datetime(2024, 1, 6, 4, 30)),
+    ],
+)
+def test_iso_timestamp_is_parsed_to_naive_utc(text: str, expected: dt.datetime) -> None:
+    valid, reasons = validate_one(order_ts=text)
+
+    assert reasons is None
+    assert valid["order_ts"].to_list() == [expected]
+    assert valid.schema["order_ts"] == pl.Datetime("us")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-02-30",
+        "2023-02-29",
+        "2024-13-01",
+        "2024-01-05T25:00",
+        "2024-01-05T10:61",
+        "05/01/2024",
+        "2024/01/05",
+        "2024-1-5",
+        "20240105",
+        "5 Jan 2024",
+        "yesterday",
+    ],
+)
+def test_non_iso_or_impossible_timestamp_is_rejected_as_bad_type(text: str) -> None:
+    valid, reasons = validate_one(order_ts=text)
+
+    assert valid.height == 0
+    assert reasons == ["bad_type:order_ts"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-05T10:30:00Z", dt.datetime(2024, 1, 5, 11, 30)),  # CET, UTC+1
+        ("2024-07-05T10:30:00Z", dt.datetime(2024, 7, 5, 12, 30)),  # CEST, UTC+2
+        ("2024-01-05T10:30:00+01:00", dt.datetime(2024, 1, 5, 10, 30)),
+        ("2024-01-05T23:30:00-05:00", dt.datetime(2024, 1, 6, 5, 30)),
+        ("2024-01-05T10:30:00", dt.datetime(2024, 1, 5, 10, 30)),  # naive: already local
+        ("2024-01-05", dt.datetime(2024, 1, 5)),
+    ],
+)
+def test_offset_timestamp_is_converted_to_the_shop_time_zone(
+    text: str, expected: dt.datetime
+) -> None:
+    valid, reasons = validate_one(ValidationRules(timezone="Europe/Madrid"), order_ts=text)
+
+    assert reasons is None
+    assert valid["order_ts"].to_list() == [expected]
+    assert valid.schema["order_ts"] == pl.Datetime("us")  # stored naive
+
+
+# --- several reasons -------------------------------------------------------------------------
+
+
+def test_rejected_row_carries_every_applicable_reason_in_contract_order() -> None:
+    records = [
+        record(1, order_id=" ", sku=None, region="\t", order_ts="x", quantity="0", unit_price="-5"),
+        record(2, order_ts="", quantity="2.5", unit_price="12,5"),
+        record(3, quantity="200000", unit_price="2000000"),
+        record(4, quantity="-200000", unit_price="-1"),
+        record(5, order_id=None, sku="", order_ts=None, quantity="", unit_price=" ", region=""),
+    ]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH)
+
+    got = reasons_by_row(result.rejected)
+    assert got == {
+        1: [
+            "missing_order_id",
+            "missing_sku",
+            "missing_region",
+            "bad_type:order_ts",
+            "zero_quantity",
+            "negative_price",
+        ],
+        2: ["missing_order_ts", "bad_type:quantity", "bad_type:unit_price"],
+        3: ["quantity_out_of_range", "price_out_of_range"],
+        4: ["negative_price", "quantity_out_of_range"],
+        5: [f"missing_{column}" for column in REQUIRED_VALUES],
+    }
+    for reasons in got.values():
+        assert reasons == sorted(reasons, key=CONTRACT_ORDER.index)
+    assert result.valid.height == 0
+
+
+def test_reason_counts_count_each_code_once_per_row() -> None:
+    records = [
+        record(1, region="", quantity="0"),
+        record(2, region=" "),
+        record(3),
+        record(4, unit_price="12,50"),
+    ]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH)
+
+    assert result.reason_counts() == {
+        "missing_region": 2,
+        "zero_quantity": 1,
+        "bad_type:unit_price": 1,
+    }
+    assert count_reasons(result.rejected) == result.reason_counts()
+
+
+# --- duplicates ------------------------------------------------------------------------------
+
+
+def test_exact_copy_is_rejected_as_duplicate_and_the_first_is_kept() -> None:
+    records = [record(1), record(2), record(1), record(1)]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH)
+
+    assert result.valid["source_row"].to_list() == [1, 2]
+    assert reasons_by_row(result.rejected) == {3: ["duplicate"], 4: ["duplicate"]}
+
+
+def test_copy_differing_only_in_surrounding_whitespace_is_a_duplicate() -> None:
+    records = [record(1), record(1, region="  North ", order_id=" A1", quantity="2 ")]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH)
+
+    assert result.valid["source_row"].to_list() == [1]
+    assert reasons_by_row(result.rejected) == {2: ["duplicate"]}
+
+
+def test_copy_with_whitespace_only_instead_of_empty_value_is_a_duplicate() -> None:
+    # A CSV reader gives null for `,,` and "  " for `,  ,`: after trimming both are empty.
+    records = [record(1, customer_id=None), record(1, customer_id="  ")]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH)
+
+    assert result.valid["source_row"].to_list() == [1]
+    assert reasons_by_row(result.rejected) == {2: ["duplicate"]}
+
+
+def test_rows_differing_in_any_value_are_not_duplicates() -> None:
+    records = [record(1), record(1, quantity="3"), record(1, customer_id=None)]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH)
+
+    assert result.valid["source_row"].to_list() == [1, 2, 3]
+    assert result.rejected.height == 0
+
+
+def test_copy_of_an_invalid_row_keeps_its_own_reasons_plus_duplicate() -> None:
+    records = [record(1, order_ts="bad"), record(1, order_ts=" bad ")]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH)
+
+    assert result.valid.height == 0
+    assert reasons_by_row(result.rejected) == {
+        1: ["bad_type:order_ts"],
+        2: ["bad_type:order_ts", "duplicate"],
+    }
+
+
+# --- the record as read ----------------------------------------------------------------------
+
+
+def test_rejected_raw_is_the_record_as_read_with_original_headers_and_untrimmed_values() -> None:
+    as_read = {
+        "Fecha": " 05/01/2024",
+        "Producto ": "Laptop  ",
+        "CANTIDAD": "2",
+        "precio": None,
+        "zona": "\tNorte",
+    }
+    raw = raw_batch([as_read])
+    column_map = map_columns("course.csv", list(as_read))
+
+    result = validate_batch(raw, column_map, BATCH)
+
+    assert reasons_by_row(result.rejected) == {
+        1: ["missing_unit_price", "bad_type:order_ts"],
+    }
+    assert json.loads(result.rejected["raw"].item()) == as_read
+
+
+# --- the course CSV --------------------------------------------------------------------------
+
+
+def test_course_csv_rows_get_sku_from_product_and_a_derived_order_id() -> None:
+    raw = raw_batch(
+        [
+            dict(zip(COURSE_HEADER, ["2024-01-05", "Laptop", "2", "999.99", "Norte"], strict=True)),
+            dict(zip(COURSE_HEADER, ["2024-01-06", " Mouse ", "-1", "19.99", "Sur"], strict=True)),
+        ]
+    )
+    column_map = map_columns("ventas.csv", COURSE_HEADER)
+
+    result = validate_batch(raw, column_map, "ventas.csv")
+
+    expected = pl.DataFrame(
+        {
+            "order_id": ["ventas.csv#1", "ventas.csv#2"],
+            "order_ts": [dt.datetime(2024, 1, 5), dt.datetime(2024, 1, 6)],
+            "customer_id": [None, None],
+            "sku": ["Laptop", "Mouse"],
+            "product": ["Laptop", "Mouse"],
+            "category": [None, None],
+            "quantity": [2, -1],
+            "unit_price": [Decimal("999.99"), Decimal("19.99")],
+            "region": ["Norte", "Sur"],
+            "source_row": [1, 2],
+        },
+        schema=VALID_SCHEMA,
+    )
+    assert_frame_equal(result.valid, expected)
+    assert result.rejected.height == 0
+
+
+def test_derived_order_id_is_deterministic() -> None:
+    raw = raw_batch(
+        [dict(zip(COURSE_HEADER, ["2024-01-05", "Laptop", "2", "1", "N"], strict=True))]
+    )
+    column_map = map_columns("ventas.csv", COURSE_HEADER)
+
+    first = validate_batch(raw, column_map, "b-7")
+    second = validate_batch(raw, column_map, "b-7")
+
+    assert first.valid["order_id"].to_list() == ["b-7#1"]
+    assert_frame_equal(first.valid, second.valid)
+
+
+def test_course_csv_exact_copy_is_a_duplicate_despite_distinct_derived_order_ids() -> None:
+    row = dict(zip(COURSE_HEADER, ["2024-01-05", "Laptop", "2", "999.99", "Norte"], strict=True))
+    raw = raw_batch([row, row])
+
+    result = validate_batch(raw, map_columns("ventas.csv", COURSE_HEADER), "ventas.csv")
+
+    assert result.valid["order_id"].to_list() == ["ventas.csv#1"]
+    assert reasons_by_row(result.rejected) == {2: ["duplicate"]}
+
+
+def test_course_csv_row_without_product_is_missing_sku() -> None:
+    row = dict(zip(COURSE_HEADER, ["2024-01-05", " ", "2", "999.99", "Norte"], strict=True))
+
+    result = validate_batch(raw_batch([row]), map_columns("v.csv", COURSE_HEADER), "v.csv")
+
+    assert reasons_by_row(result.rejected) == {1: ["missing_sku"]}
+
+
+# --- conservation ----------------------------------------------------------------------------
+
+TEXT_VALUES = st.one_of(
+    st.none(),
+    st.sampled_from(
+        ["", " ", "0", "1", "-1", "2.5", "12,50", "1e3", "1.23456", "2024-01-05", "2024-02-30"]
+    ),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(*[TEXT_VALUES] * len(CANONICAL_COLUMNS)), max_size=8))
+def test_every_row_ends_in_exactly_one_output(rows: list[tuple[str | None, ...]]) -> None:
+    raw = pl.DataFrame(rows, schema=dict.fromkeys(CANONICAL_COLUMNS, pl.String), orient="row")
+    raw = raw.with_row_index(SOURCE_ROW, offset=1).with_columns(pl.col(SOURCE_ROW).cast(pl.Int64))
+
+    result = validate_batch(raw, IDENTITY, BATCH)
+
+    assert result.valid.height + result.rejected.height == raw.height
+    rows_out = result.valid["source_row"].to_list() + result.rejected["source_row"].to_list()
+    assert sorted(rows_out) == list(range(1, raw.height + 1))
+    for reasons in result.rejected["reasons"].to_list():
+        assert reasons
+        assert reasons == sorted(set(reasons), key=CONTRACT_ORDER.index)

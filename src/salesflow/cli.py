@@ -208,23 +208,26 @@ def _print_run(summary: RunSummary) -> None:
     from salesflow.manifest import BatchStatus
 
     table = Table(title="batches", title_justify="left")
-    for column in ("batch", "status", "rows in", "loaded", "rejected", "amount", "error"):
-        table.add_column(
-            column,
-            justify="right" if column in {"rows in", "loaded", "rejected", "amount"} else "left",
-        )
+    table.add_column("batch", no_wrap=True)
+    table.add_column("status")
+    for column in ("rows in", "loaded", "rejected", "amount"):
+        table.add_column(column, justify="right")
+    if summary.failed:
+        table.add_column("error")
     style = {BatchStatus.LOADED: "green", BatchStatus.SKIPPED: "cyan", BatchStatus.FAILED: "red"}
     for outcome in summary.outcomes:
         loaded = outcome.status == BatchStatus.LOADED
-        table.add_row(
+        cells = [
             outcome.batch_id,
             f"[{style[outcome.status]}]{outcome.status}[/]",
             str(outcome.rows_in) if loaded else "",
             str(outcome.rows_loaded) if loaded else "",
             str(outcome.rows_rejected) if loaded else "",
             _money(outcome.amount_loaded) if loaded else "",
-            _shorten(outcome.error or ""),
-        )
+        ]
+        if summary.failed:
+            cells.append(_shorten(outcome.error or ""))
+        table.add_row(*cells)
     console.print(table)
     console.print(
         f"[bold]{summary.count(BatchStatus.LOADED)}[/] loaded, "
@@ -358,35 +361,46 @@ def demo(
 
 def _print_warehouse_overview(warehouse: Warehouse) -> None:
     by_region = warehouse.fetch(
-        "SELECT region, sum(orders), sum(units), sum(net_revenue), sum(returns_value) "
-        "FROM daily_sales GROUP BY region ORDER BY sum(net_revenue) DESC"
+        "SELECT region, count(DISTINCT order_id), sum(quantity), sum(total), "
+        "coalesce(sum(-total) FILTER (WHERE quantity < 0), 0) "
+        "FROM sales GROUP BY region ORDER BY sum(total) DESC"
     )
-    table = Table(title="revenue by region (daily_sales)", title_justify="left")
+    table = Table(title="revenue by region", title_justify="left")
     for column in ("region", "orders", "units", "net revenue", "returns"):
         table.add_column(column, justify="left" if column == "region" else "right")
     for region, orders, units, revenue, returns in by_region:
         table.add_row(region, f"{orders:,}", f"{units:,}", _money(revenue), _money(returns))
     console.print(table)
-    (sales,) = warehouse.fetch("SELECT count(*) FROM sales")[0]
-    (rejected,) = warehouse.fetch("SELECT count(*) FROM sales_rejected")[0]
     reasons = warehouse.fetch(
         "SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason FROM sales_rejected) "
-        "GROUP BY reason ORDER BY count(*) DESC"
+        "GROUP BY reason ORDER BY count(*) DESC, reason"
+    )
+    if reasons:
+        rejected = Table(title="rejected rows by reason", title_justify="left")
+        rejected.add_column("reason")
+        rejected.add_column("rows", justify="right")
+        for reason, count in reasons:
+            rejected.add_row(reason, f"{count:,}")
+        console.print(rejected)
+    (sales,) = warehouse.fetch("SELECT count(*) FROM sales")[0]
+    (quarantined,) = warehouse.fetch("SELECT count(*) FROM sales_rejected")[0]
+    location = warehouse.location
+    console.print(
+        f"warehouse [bold]{location}[/]: {sales:,} rows in sales, "
+        f"{quarantined:,} in sales_rejected",
+        soft_wrap=True,
+    )
+    console.print("query it:", soft_wrap=True)
+    console.print(
+        f'  salesflow query --warehouse {location} "SELECT * FROM daily_sales LIMIT 10"',
+        soft_wrap=True,
+        highlight=False,
     )
     console.print(
-        f"warehouse [bold]{warehouse.location}[/]: {sales:,} rows in sales, "
-        f"{rejected:,} in sales_rejected"
-        + (
-            " (" + ", ".join(f"{reason} {count}" for reason, count in reasons) + ")"
-            if reasons
-            else ""
-        )
-    )
-    console.print(
-        "query it:  salesflow query --warehouse "
-        f'{warehouse.location} "SELECT * FROM daily_sales ORDER BY order_date LIMIT 10"\n'
-        '       or:  python -c "import duckdb; print(duckdb.connect('
-        f"'{warehouse.location}', read_only=True).sql('FROM daily_sales'))\""
+        f"  python -c \"import duckdb; print(duckdb.connect('{location}', read_only=True)"
+        f".sql('FROM daily_sales'))\"",
+        soft_wrap=True,
+        highlight=False,
     )
 
 

@@ -38,6 +38,7 @@ from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.sources.files import discover_sources
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
+from salesflow.warehouse import open_warehouse
 
 FLOW_NAME = "salesflow-etl"
 
@@ -96,7 +97,7 @@ def etl_flow(
 ) -> RunSummary:
     """Load landing files (or directories of them) into the warehouse, one batch per file."""
     settings = settings or load_settings()
-    location = warehouse or str(settings.warehouse_path)
+    location = open_warehouse(warehouse or str(settings.warehouse_path)).location
     files = discover_sources(sources)
     run_id = str(flow_run.id) if flow_run.id else None
     staging_root = settings.staging_path / (run_id or uuid4().hex)

@@ -7,6 +7,7 @@ import sys
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -206,18 +207,52 @@ def test_bad_data_is_never_retried(tmp_path: Path, settings: Settings) -> None:
     assert task_run_counts(summary.flow_run_id)["extract"] == 1
 
 
-def task_run_counts(flow_run_id: str | None) -> dict[str, int]:
-    """How many times each stage's task ran in a flow run, read back from the Prefect API."""
+def test_each_stage_is_linked_to_the_stage_that_fed_it(settings: Settings) -> None:
+    summary = run_etl([COURSE_CSV], settings)
+
+    runs = read_task_runs(summary.flow_run_id)
+    stage_of = {run.id: stage_name(run) for run in runs}
+    upstream = {
+        stage_name(run): sorted(
+            stage_of[given.id]
+            for inputs in run.task_inputs.values()
+            for given in inputs
+            if getattr(given, "input_type", None) == "task_run"
+        )
+        for run in runs
+    }
+    # The warehouse location returned by prepare-warehouse feeds extract and load.
+    assert upstream == {
+        "prepare-warehouse": [],
+        "extract": ["prepare-warehouse"],
+        "validate": ["extract"],
+        "transform": ["validate"],
+        "load": ["prepare-warehouse", "transform"],
+    }
+    assert {stage_name(run): sorted(run.tags) for run in runs}["validate"] == ["validate"]
+
+
+def stage_name(run: Any) -> str:
+    return str(run.name).rsplit("-", 1)[0]
+
+
+def read_task_runs(flow_run_id: str | None) -> list[Any]:
+    """The task runs of one flow run, read back from the Prefect API."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     assert flow_run_id is not None
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        return list(
+            client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
         )
+
+
+def task_run_counts(flow_run_id: str | None) -> dict[str, int]:
+    """How many times each stage's task ran in a flow run."""
     counts: dict[str, int] = {}
-    for run in runs:
-        stage = run.name.rsplit("-", 1)[0]
-        counts[stage] = max(counts.get(stage, 0), run.run_count)
+    for run in read_task_runs(flow_run_id):
+        counts[stage_name(run)] = max(counts.get(stage_name(run), 0), run.run_count)
     return counts

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import uuid4
 
 from prefect import flow, get_run_logger
@@ -100,10 +100,11 @@ def etl_flow(
     location = open_warehouse(warehouse or str(settings.warehouse_path)).location
     files = discover_sources(sources)
     run_id = str(flow_run.id) if flow_run.id else None
-    staging_root = settings.staging_path / (run_id or uuid4().hex)
+    staging_root = (settings.staging_path / (run_id or uuid4().hex)).resolve()
     logger = get_run_logger()
     logger.info("run batches=%d warehouse=%s force=%s", len(files), location, force)
-    prepare_warehouse.with_options(**_retry_options(settings))(location)
+    # Passing the returned location on makes prepare-warehouse upstream of extract and load.
+    location = prepare_warehouse.with_options(**_retry_options(settings))(location)
     try:
         outcomes = _run_batches(files, location, force, settings, staging_root, run_id)
     finally:
@@ -142,7 +143,7 @@ def _run_batches(
     bands = TicketBands.from_settings(settings)
 
     waiting = deque(files)
-    in_flight: dict[PrefectFuture[Any], tuple[str, Path, datetime]] = {}
+    in_flight: dict[PrefectFuture[Any], _Step] = {}
     outcomes: dict[Path, BatchOutcome] = {}
     max_in_flight = settings.max_workers * 2
 
@@ -150,7 +151,7 @@ def _run_batches(
         while waiting and len(in_flight) < max_in_flight:
             source = waiting.popleft()
             future = extract.submit(source, staging_root, location, force)
-            in_flight[future] = ("extract", source, datetime.now(UTC))
+            in_flight[future] = _Step("extract", source, datetime.now(UTC))
 
     def finish(source: Path, outcome: BatchOutcome) -> None:
         outcomes[source] = outcome
@@ -160,29 +161,42 @@ def _run_batches(
     start_batches()
     while in_flight:
         future = next(as_completed(list(in_flight)))
-        stage, source, started_at = in_flight.pop(future)
+        step = in_flight.pop(future)
         future.wait()  # sets the future's final state; before that `.state` may read a stale one
         state = future.state
         if not state.is_completed():
-            error = state.result(raise_on_failure=False)
-            failure = stages.failed_outcome(source, _as_exception(error, state), started_at, run_id)
-            stages.discard_staging(staging_root / source.name)
-            if stage == "record":  # the warehouse could not even record the failure
-                finish(source, failure)
+            error = _as_exception(state.result(raise_on_failure=False), state)
+            if step.failure is not None:  # the warehouse could not even record the failure
+                note = f"{step.failure.error} (not recorded in batches: {error})"
+                finish(step.source, step.failure.model_copy(update={"error": note}))
             else:
-                in_flight[record.submit(failure, location)] = ("record", source, started_at)
+                failure = stages.failed_outcome(step.source, error, step.started_at, run_id)
+                stages.discard_staging(staging_root / step.source.name)
+                in_flight[record.submit(failure, location)] = step.next("record", failure)
             continue
         value = future.result()
-        if stage == "extract":
-            in_flight[validate_batch.submit(value, rules)] = ("validate", source, started_at)
-        elif stage == "validate":
-            in_flight[transform_batch.submit(value, bands)] = ("transform", source, started_at)
-        elif stage == "transform":
-            in_flight[load.submit(value, location, run_id)] = ("load", source, started_at)
+        if step.stage == "extract":
+            in_flight[validate_batch.submit(value, rules)] = step.next("validate")
+        elif step.stage == "validate":
+            in_flight[transform_batch.submit(value, bands)] = step.next("transform")
+        elif step.stage == "transform":
+            in_flight[load.submit(value, location, run_id)] = step.next("load")
         else:
-            finish(source, value)
+            finish(step.source, value)
         start_batches()
     return outcomes
+
+
+class _Step(NamedTuple):
+    """The task a batch is waiting on."""
+
+    stage: str
+    source: Path
+    started_at: datetime
+    failure: BatchOutcome | None = None  # set while recording a failure
+
+    def next(self, stage: str, failure: BatchOutcome | None = None) -> _Step:
+        return self._replace(stage=stage, failure=failure)
 
 
 def _retry_options(settings: Settings) -> dict[str, Any]:

@@ -118,15 +118,21 @@ class DuckDBWarehouse:
                 f"{self.location}: cannot open as a DuckDB warehouse ({error})"
             ) from None
         try:
-            if not self._schema_ready:
-                connection.execute(SCHEMA)
-                self._schema_ready = True
             yield connection
         finally:
             connection.close()
 
+    @contextmanager
+    def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The process's one writer: holds the write lock and makes sure the tables exist."""
+        with self._write_lock, self._connect() as connection:
+            if not self._schema_ready:
+                connection.execute(SCHEMA)
+                self._schema_ready = True
+            yield connection
+
     def ensure_schema(self) -> None:
-        with self._write_lock, self._connect():
+        with self._writer():
             pass
 
     def loaded_sha256(self, batch_id: str) -> str | None:
@@ -139,7 +145,7 @@ class DuckDBWarehouse:
 
     def load_batch(self, manifest: BatchManifest, flow_run_id: str | None) -> BatchOutcome:
         batch_id = manifest.batch_id
-        with self._write_lock, self._connect() as con:
+        with self._writer() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 old_dates = con.execute(
@@ -226,7 +232,7 @@ class DuckDBWarehouse:
 
     def record_outcome(self, outcome: BatchOutcome) -> None:
         """A failed or skipped attempt updates status and times; loaded rows and counts stay."""
-        with self._write_lock, self._connect() as con:
+        with self._writer() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 exists = _scalar(

@@ -234,7 +234,8 @@ def _print_run(summary: RunSummary) -> None:
         f"[bold]{summary.count(BatchStatus.SKIPPED)}[/] unchanged, "
         f"[bold]{summary.count(BatchStatus.FAILED)}[/] failed; "
         f"rows in {summary.rows_in:,}, loaded {summary.rows_loaded:,}, "
-        f"rejected {summary.rows_rejected:,}; warehouse {summary.warehouse}"
+        f"rejected {summary.rows_rejected:,}; warehouse {summary.warehouse}",
+        soft_wrap=True,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -27,7 +29,7 @@ def run_in_fresh_process(cwd: Path, *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-COMMANDS = ("generate", "run", "validate", "query", "demo")
+COMMANDS = ("generate", "run", "validate", "query", "demo", "contract", "rejects")
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -130,8 +132,8 @@ def test_run_exits_1_and_names_each_failed_file_while_loading_the_rest(tmp_path:
 def test_run_exits_0_and_a_rerun_reports_unchanged_batches(tmp_path: Path) -> None:
     warehouse = str(tmp_path / "wh.duckdb")
 
-    first = invoke("run", str(COURSE_CSV), "--warehouse", warehouse)
-    second = invoke("run", str(COURSE_CSV), "--warehouse", warehouse)
+    first = invoke("run", str(COURSE_CSV), "--warehouse", warehouse, "--accept-rejects")
+    second = invoke("run", str(COURSE_CSV), "--warehouse", warehouse, "--accept-rejects")
 
     assert first[0] == 0 and "1 loaded, 0 unchanged, 0 failed" in first[1]
     assert second[0] == 0 and "0 loaded, 1 unchanged, 0 failed" in second[1]
@@ -180,3 +182,107 @@ def test_demo_runs_offline_in_a_fresh_process_and_prints_its_summary(tmp_path: P
         "sales_2024-01-02.csv",
         "sales_2024-01-03.csv",
     ]
+
+
+def test_contract_prints_columns_every_reason_code_and_the_rules_in_force(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from salesflow.contract import CONTRACT_VERSION, Reason
+
+    monkeypatch.setenv("SALESFLOW_MAX_REJECT_SHARE", "0.2")
+
+    code, out, _ = invoke("contract")
+
+    flat = " ".join(out.split())
+    assert code == 0
+    assert f"version {CONTRACT_VERSION}" in flat
+    for reason in Reason:
+        assert str(reason) in flat
+    assert "max_reject_share │ 0.2" in flat
+    assert "precio_unitario" in flat
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("prefect_harness")
+def test_rejects_shows_filters_and_exports_quarantined_rows(tmp_path: Path) -> None:
+    warehouse = str(tmp_path / "wh.duckdb")
+    assert invoke("run", str(COURSE_CSV), "--warehouse", warehouse, "--accept-rejects")[0] == 0
+
+    code, out, _ = invoke("rejects", "--warehouse", warehouse, "--reason", "negative_price")
+    assert code == 0
+    assert "sales_rejected (1 rows)" in out
+    assert "│ 10 " in out and "negative_price" in out
+
+    export = tmp_path / "rejects.csv"
+    code, out, _ = invoke("rejects", "--warehouse", warehouse, "--export", str(export))
+    assert code == 0 and "wrote 5 rejected row(s)" in out
+    lines = export.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "batch_id,source_row,reasons,raw"
+    assert len(lines) == 6
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("prefect_harness")
+def test_validate_reports_rows_the_warehouse_already_holds(tmp_path: Path) -> None:
+    warehouse = str(tmp_path / "wh.duckdb")
+    first = write_csv(tmp_path / "a.csv", CANONICAL_HEADER, "O1,2024-01-01,C1,S1,P,C,1,2,N")
+    copy = write_csv(tmp_path / "b.csv", CANONICAL_HEADER, "O1,2024-01-01,C1,S1,P,C,1,2,N")
+    assert invoke("run", str(first), "--warehouse", warehouse)[0] == 0
+
+    code, out, _ = invoke("validate", str(copy), "--warehouse", warehouse)
+
+    assert code == 1
+    assert "duplicate_in_warehouse 1" in " ".join(out.split())
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_force_reloads_an_unchanged_file(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "a.csv", CANONICAL_HEADER, "O1,2024-01-01,C1,S1,P,C,1,2,N")
+    warehouse = str(tmp_path / "wh.duckdb")
+    assert invoke("run", str(source), "--warehouse", warehouse)[0] == 0
+
+    code, out, _ = invoke("run", str(source), "--warehouse", warehouse, "--force")
+
+    assert code == 0
+    assert "1 loaded, 0 unchanged, 0 failed" in out
+
+
+def test_a_warehouse_under_a_file_is_one_usage_line(tmp_path: Path) -> None:
+    blocker = write_csv(tmp_path / "day.csv", CANONICAL_HEADER, "O1,2024-01-01,C1,S1,P,C,1,2,N")
+
+    code, out, err = invoke("query", "--warehouse", str(blocker / "w.duckdb"), "SELECT 1")
+    code_generate, _, err_generate = invoke("generate", str(blocker), "--days", "1")
+
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert code_generate == 2
+    assert err_generate.strip() == f"error: {blocker}: cannot write files there (File exists)"
+    assert "Traceback" not in out + err + err_generate
+
+
+@pytest.mark.e2e
+def test_sigterm_stops_a_run_like_ctrl_c(tmp_path: Path) -> None:
+    from salesflow.sources.generator import generate_sales
+
+    generate_sales(tmp_path / "in", date(2024, 1, 1), 6, 20_000, seed=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "salesflow.cli", "run", str(tmp_path / "in")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    staging = tmp_path / "data" / "staging"
+    while not staging.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.terminate()
+    _, err = process.communicate(timeout=120)
+
+    assert staging.exists(), "the run never started staging"
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in err

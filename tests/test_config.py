@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -46,6 +47,92 @@ def test_defaults_apply_without_file_or_environment() -> None:
     assert settings.retries == 3
     assert settings.retry_delay_seconds == 1.0
     assert 1 <= settings.max_workers <= 4
+
+
+def test_contract_rule_defaults() -> None:
+    settings = load_settings()
+
+    assert settings.timestamp_format is None
+    assert settings.min_order_date == date(2000, 1, 1)
+    assert settings.future_tolerance_hours == 24
+    assert settings.regions is None
+    assert settings.max_field_length == 1000
+    assert settings.reject_duplicates_in_warehouse is True
+    assert settings.max_reject_share == 0.05
+
+
+def test_contract_rules_are_read_from_toml(clean_environment: Path) -> None:
+    write_toml(
+        clean_environment / "salesflow.toml",
+        'timestamp_format = "%d/%m/%Y %H:%M"\n'
+        "min_order_date = 2015-03-01\n"
+        "future_tolerance_hours = 1.5\n"
+        'regions = ["Norte", "Sur"]\n'
+        "max_field_length = 200\n"
+        "reject_duplicates_in_warehouse = false\n"
+        "max_reject_share = 0.25\n",
+    )
+
+    settings = load_settings()
+
+    assert settings.timestamp_format == "%d/%m/%Y %H:%M"
+    assert settings.min_order_date == date(2015, 3, 1)
+    assert settings.future_tolerance_hours == 1.5
+    assert settings.regions == ["Norte", "Sur"]
+    assert settings.max_field_length == 200
+    assert settings.reject_duplicates_in_warehouse is False
+    assert settings.max_reject_share == 0.25
+
+
+def test_contract_rules_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALESFLOW_TIMESTAMP_FORMAT", "%d.%m.%Y")
+    monkeypatch.setenv("SALESFLOW_MIN_ORDER_DATE", "2010-02-03")
+    monkeypatch.setenv("SALESFLOW_FUTURE_TOLERANCE_HOURS", "0")
+    monkeypatch.setenv("SALESFLOW_REGIONS", '["North", "South"]')
+    monkeypatch.setenv("SALESFLOW_MAX_FIELD_LENGTH", "64")
+    monkeypatch.setenv("SALESFLOW_REJECT_DUPLICATES_IN_WAREHOUSE", "false")
+    monkeypatch.setenv("SALESFLOW_MAX_REJECT_SHARE", "1")
+
+    settings = load_settings()
+
+    assert settings.timestamp_format == "%d.%m.%Y"
+    assert settings.min_order_date == date(2010, 2, 3)
+    assert settings.future_tolerance_hours == 0
+    assert settings.regions == ["North", "South"]
+    assert settings.max_field_length == 64
+    assert settings.reject_duplicates_in_warehouse is False
+    assert settings.max_reject_share == 1.0
+
+
+def test_an_empty_list_of_regions_is_refused_rather_than_rejecting_every_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SALESFLOW_REGIONS", "[]")
+
+    with pytest.raises(UsageError, match="regions: Value error, is empty"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "regions"),
+    [
+        ("North,South", ["North", "South"]),
+        (" North , South ", ["North", "South"]),
+        ('"North"', ["North"]),
+    ],
+)
+def test_regions_from_the_environment_may_be_a_comma_list(
+    monkeypatch: pytest.MonkeyPatch, value: str, regions: list[str]
+) -> None:
+    monkeypatch.setenv("SALESFLOW_REGIONS", value)
+
+    assert load_settings().regions == regions
+
+
+def test_explicit_regions_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALESFLOW_REGIONS", '["North"]')
+
+    assert load_settings(regions=["East", "West"]).regions == ["East", "West"]
 
 
 def test_salesflow_toml_in_the_working_directory_is_read(clean_environment: Path) -> None:
@@ -128,6 +215,17 @@ def test_explicit_argument_beats_environment_and_toml(
         ("SALESFLOW_RETRY_DELAY_SECONDS", "soon", "retry_delay_seconds"),
         ("SALESFLOW_MAX_WORKERS", "0", "max_workers"),
         ("SALESFLOW_TICKET_LOW_MAX", "600", "ticket bounds"),
+        ("SALESFLOW_REGIONS", "[1, 2]", "regions"),
+        ("SALESFLOW_TIMESTAMP_FORMAT", "dd/mm/yyyy", "'dd/mm/yyyy' is not a strptime format"),
+        ("SALESFLOW_MIN_ORDER_DATE", "yesterday", "min_order_date"),
+        ("SALESFLOW_MIN_ORDER_DATE", "2024-02-30", "min_order_date"),
+        ("SALESFLOW_FUTURE_TOLERANCE_HOURS", "-1", "future_tolerance_hours"),
+        ("SALESFLOW_FUTURE_TOLERANCE_HOURS", "a day", "future_tolerance_hours"),
+        ("SALESFLOW_MAX_FIELD_LENGTH", "0", "max_field_length"),
+        ("SALESFLOW_REJECT_DUPLICATES_IN_WAREHOUSE", "maybe", "reject_duplicates_in_warehouse"),
+        ("SALESFLOW_MAX_REJECT_SHARE", "1.5", "max_reject_share"),
+        ("SALESFLOW_MAX_REJECT_SHARE", "-0.1", "max_reject_share"),
+        ("SALESFLOW_MAX_REJECT_SHARE", "5%", "max_reject_share"),
     ],
 )
 def test_bad_environment_value_is_a_one_line_usage_error(
@@ -152,6 +250,10 @@ def test_bad_environment_value_is_a_one_line_usage_error(
         ("max_qty = 3\n", "max_qty"),
         ("ticket_medium_max = 50\n", "ticket bounds"),
         ('timezone = "Nowhere/Land"\n', "unknown time zone"),
+        ("regions = [1, 2]\n", "regions"),
+        ('timestamp_format = "YYYY-MM-DD"\n', "not a strptime format"),
+        ('min_order_date = "not a date"\n', "min_order_date"),
+        ("max_field_length = -1\n", "max_field_length"),
     ],
 )
 def test_bad_toml_is_a_one_line_usage_error(
@@ -174,6 +276,10 @@ def test_bad_toml_is_a_one_line_usage_error(
         ({"ticket_low_max": 500, "ticket_medium_max": 500}, "ticket bounds"),
         ({"ticket_low_max": -1}, "ticket bounds"),
         ({"no_such_setting": 1}, "no_such_setting"),
+        ({"timestamp_format": "day-month-year"}, "not a strptime format"),
+        ({"future_tolerance_hours": -0.5}, "future_tolerance_hours"),
+        ({"max_reject_share": 2}, "max_reject_share"),
+        ({"max_field_length": 0}, "max_field_length"),
     ],
 )
 def test_bad_explicit_value_is_a_one_line_usage_error(overrides: dict, complaint: str) -> None:

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from salesflow.config import Settings
-from salesflow.contract import CANONICAL_COLUMNS, MONEY, REQUIRED_VALUES, Reason
+from salesflow.contract import (
+    CANONICAL_COLUMNS,
+    MONEY,
+    REASON_DESCRIPTIONS,
+    REQUIRED_VALUES,
+    Reason,
+)
+from salesflow.sources.csv_records import FIELD_COUNT
 from salesflow.sources.files import SOURCE_ROW, map_columns
 from salesflow.validate import (
     REJECTED_COLUMNS,
@@ -59,10 +66,15 @@ def record(n: int = 1, **changes: str | None) -> dict[str, str | None]:
     return base
 
 
-def raw_batch(records: list[dict[str, str | None]]) -> pl.DataFrame:
-    """A staged batch as stage_source writes it: SOURCE_ROW first, then text columns."""
+def raw_batch(
+    records: list[dict[str, str | None]], field_counts: list[int | None] | None = None
+) -> pl.DataFrame:
+    """A staged batch as stage_source writes it: SOURCE_ROW first, then text columns, then
+    FIELD_COUNT when given (a CSV batch); without it the batch looks like Parquet/JSONL."""
     columns = list(records[0])
     frame = pl.DataFrame(records, schema=dict.fromkeys(columns, pl.String), orient="row")
+    if field_counts is not None:
+        frame = frame.with_columns(pl.Series(FIELD_COUNT, field_counts, dtype=pl.Int32))
     return frame.with_row_index(SOURCE_ROW, offset=1).with_columns(
         pl.col(SOURCE_ROW).cast(pl.Int64)
     )
@@ -159,7 +171,18 @@ def test_blank_required_value_is_rejected_as_missing(column: str, blank: str | N
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("2", 2), ("-3", -3), ("007", 7), (" 4 ", 4), ("100000", 100_000), ("-100000", -100_000)],
+    [
+        ("2", 2),
+        ("-3", -3),
+        ("+5", 5),
+        ("007", 7),
+        (" 4 ", 4),
+        ("100000", 100_000),
+        ("-100000", -100_000),
+        ("2.0", 2),  # what a float-typed column writes for 2: exact, so accepted
+        ("3.00", 3),
+        ("-1.0", -1),
+    ],
 )
 def test_whole_quantity_is_accepted(text: str, expected: int) -> None:
     valid, reasons = validate_one(quantity=text)
@@ -172,15 +195,21 @@ def test_whole_quantity_is_accepted(text: str, expected: int) -> None:
     ("text", "reasons"),
     [
         ("2.5", ["bad_type:quantity"]),
-        ("2.0", ["bad_type:quantity"]),
+        ("2.05", ["bad_type:quantity"]),
+        ("2.", ["bad_type:quantity"]),
+        (".0", ["bad_type:quantity"]),
         ("1e3", ["bad_type:quantity"]),
         ("1,000", ["bad_type:quantity"]),
         ("two", ["bad_type:quantity"]),
         ("0", ["zero_quantity"]),
         ("-0", ["zero_quantity"]),
+        ("0.0", ["zero_quantity"]),
         ("100001", ["quantity_out_of_range"]),
         ("-100001", ["quantity_out_of_range"]),
         ("999999999999999999", ["quantity_out_of_range"]),
+        # A whole number too big for 64 bits is still a whole number: out of range, not bad type.
+        ("99999999999999999999", ["quantity_out_of_range"]),
+        ("-99999999999999999999", ["quantity_out_of_range"]),
     ],
 )
 def test_bad_quantity_is_rejected_with_its_reason(text: str, reasons: list[str]) -> None:
@@ -234,6 +263,8 @@ def test_comma_decimal_price_is_rejected_as_bad_type() -> None:
         ("-0.0001", ["negative_price"]),
         ("1000000.0001", ["price_out_of_range"]),
         ("99999999999999.9999", ["price_out_of_range"]),
+        # A plain decimal too wide for DECIMAL(18,4) is still a decimal: out of range.
+        ("123456789012345678", ["price_out_of_range"]),
     ],
 )
 def test_price_out_of_bounds_is_rejected_with_its_reason(text: str, reasons: list[str]) -> None:
@@ -265,12 +296,80 @@ def test_configured_maxima_are_inclusive_bounds() -> None:
     }
 
 
-def test_rules_come_from_settings() -> None:
-    configured = Settings(timezone="Europe/Madrid", max_quantity=7, max_unit_price=Decimal("9.5"))
+NOW = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 
-    assert ValidationRules.from_settings(configured) == ValidationRules(
-        timezone="Europe/Madrid", max_quantity=7, max_unit_price=Decimal("9.5")
+
+def test_rules_come_from_settings() -> None:
+    configured = Settings(
+        timezone="Europe/Madrid",
+        max_quantity=7,
+        max_unit_price=Decimal("9.5"),
+        timestamp_format="%d/%m/%Y",
+        min_order_date=dt.date(2010, 1, 1),
+        future_tolerance_hours=2,
+        regions=["North", "South"],
+        max_field_length=50,
     )
+
+    assert ValidationRules.from_settings(configured, now=NOW) == ValidationRules(
+        timezone="Europe/Madrid",
+        max_quantity=7,
+        max_unit_price=Decimal("9.5"),
+        timestamp_format="%d/%m/%Y",
+        min_order_date=dt.date(2010, 1, 1),
+        not_after=dt.datetime(2024, 6, 1, 16, 0),  # 14:00 in Madrid (CEST) + 2 h
+        regions=frozenset({"North", "South"}),
+        max_field_length=50,
+    )
+
+
+def test_default_settings_give_the_default_rules_with_a_day_of_tolerance() -> None:
+    assert ValidationRules.from_settings(Settings(), now=NOW) == ValidationRules(
+        not_after=dt.datetime(2024, 6, 2, 12, 0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("timezone", "tolerance", "now", "not_after"),
+    [
+        ("UTC", 24, NOW, dt.datetime(2024, 6, 2, 12, 0)),
+        ("UTC", 0, NOW, dt.datetime(2024, 6, 1, 12, 0)),
+        ("America/New_York", 0, NOW, dt.datetime(2024, 6, 1, 8, 0)),
+        ("Asia/Tokyo", 0.5, NOW, dt.datetime(2024, 6, 1, 21, 30)),
+        (
+            "Europe/Madrid",
+            0,
+            dt.datetime(2024, 1, 1, 23, 30, tzinfo=dt.UTC),
+            dt.datetime(2024, 1, 2, 0, 30),
+        ),
+        (
+            "UTC",
+            1,
+            dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+            dt.datetime(2024, 6, 1, 8, 0),
+        ),
+    ],
+)
+def test_not_after_is_now_in_the_shop_time_zone_plus_the_tolerance(
+    timezone: str, tolerance: float, now: dt.datetime, not_after: dt.datetime
+) -> None:
+    configured = Settings(timezone=timezone, future_tolerance_hours=tolerance)
+
+    assert ValidationRules.from_settings(configured, now=now).not_after == not_after
+
+
+def test_now_defaults_to_the_current_time() -> None:
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+    rules = ValidationRules.from_settings(Settings())
+
+    after = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    assert rules.not_after is not None
+    assert before + dt.timedelta(hours=24) <= rules.not_after <= after + dt.timedelta(hours=24)
+
+
+def test_unset_regions_accept_any_region() -> None:
+    assert ValidationRules.from_settings(Settings(), now=NOW).regions is None
 
 
 # --- order timestamp -------------------------------------------------------------------------
@@ -344,6 +443,357 @@ def test_offset_timestamp_is_converted_to_the_shop_time_zone(
     assert reasons is None
     assert valid["order_ts"].to_list() == [expected]
     assert valid.schema["order_ts"] == pl.Datetime("us")  # stored naive
+
+
+# --- ragged records --------------------------------------------------------------------------
+
+
+def test_csv_record_with_more_or_fewer_fields_than_the_header_is_ragged() -> None:
+    records = [record(1), record(2, region=None), record(3), record(4), record(5)]
+    counts = [9, 8, 10, 1, None]  # None: no field count (a Parquet or JSONL record)
+
+    result = validate_batch(raw_batch(records, counts), IDENTITY, BATCH)
+
+    assert result.valid["source_row"].to_list() == [1, 5]
+    assert reasons_by_row(result.rejected) == {
+        2: ["ragged_row", "missing_region"],
+        3: ["ragged_row"],
+        4: ["ragged_row"],
+    }
+
+
+def test_header_width_counts_every_input_column_but_not_internal_ones() -> None:
+    records = [record(1) | {"notes": "x"}, record(2) | {"notes": None}]
+
+    result = validate_batch(raw_batch(records, [10, 9]), IDENTITY, BATCH)
+
+    assert result.valid["source_row"].to_list() == [1]
+    assert reasons_by_row(result.rejected) == {2: ["ragged_row"]}
+
+
+def test_batch_without_field_counts_is_never_ragged() -> None:
+    result = validate_batch(raw_batch([record(1), record(2)]), IDENTITY, BATCH)
+
+    assert result.rejected.height == 0
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "reasons"),
+    [
+        ({"product": "Cami\ufffdn"}, ["bad_encoding"]),
+        ({"region": "Nor\ufffdte"}, ["bad_encoding"]),
+        ({"customer_id": "\ufffd"}, ["bad_encoding"]),
+        ({"product": "Pen\x00"}, ["bad_encoding"]),
+        ({"category": "\x00"}, ["bad_encoding"]),
+        ({"quantity": "2\x00"}, ["bad_encoding", "bad_type:quantity"]),
+        ({"unit_price": "1\ufffd5"}, ["bad_encoding", "bad_type:unit_price"]),
+    ],
+)
+def test_replacement_character_or_nul_is_bad_encoding(
+    changes: dict[str, str], reasons: list[str]
+) -> None:
+    valid, got = validate_one(**changes)
+
+    assert valid.height == 0
+    assert got == reasons
+
+
+def test_bad_encoding_in_a_column_outside_the_contract_still_rejects_the_record() -> None:
+    result = validate_batch(raw_batch([record(1) | {"notes": "caf\ufffd"}]), IDENTITY, BATCH)
+
+    assert reasons_by_row(result.rejected) == {1: ["bad_encoding"]}
+
+
+@pytest.mark.parametrize("text", ["Cami\u00f3n", "東京", "Ünïcödé ✓", "Zoë's 5\" TV"])
+def test_well_formed_non_ascii_text_is_valid(text: str) -> None:
+    valid, reasons = validate_one(product=text, category=text)
+
+    assert reasons is None
+    assert valid["product"].to_list() == [text]
+
+
+# --- field length ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "reasons"),
+    [
+        ({"product": "x" * 1000}, None),
+        ({"product": "\u00e9" * 1000}, None),  # 2000 bytes, 1000 characters
+        ({"product": "x" * 1001}, ["field_too_long"]),
+        ({"customer_id": "c" * 5000}, ["field_too_long"]),
+        ({"region": "N" * 1001}, ["field_too_long"]),
+        ({"sku": "s" * 1001, "quantity": "0"}, ["field_too_long", "zero_quantity"]),
+    ],
+)
+def test_field_longer_than_the_default_maximum_is_rejected(
+    changes: dict[str, str], reasons: list[str] | None
+) -> None:
+    _, got = validate_one(**changes)
+
+    assert got == reasons
+
+
+def test_field_length_limit_is_configurable_and_covers_columns_outside_the_contract() -> None:
+    rules = ValidationRules(max_field_length=19)  # the length of "2024-01-05T10:30:00"
+    records = [
+        record(1) | {"notes": "n" * 19},
+        record(2) | {"notes": "n" * 20},
+        record(3, region="R" * 19) | {"notes": None},
+        record(4, sku="S" * 20) | {"notes": None},
+    ]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH, rules)
+
+    assert result.valid["source_row"].to_list() == [1, 3]
+    assert reasons_by_row(result.rejected) == {2: ["field_too_long"], 4: ["field_too_long"]}
+
+
+# --- order date bounds -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "reasons"),
+    [
+        ("2000-01-01", None),
+        ("2000-01-01T00:00:00", None),
+        ("1999-12-31", ["before_min_date"]),
+        ("1999-12-31T23:59:59.999999", ["before_min_date"]),
+        ("1970-01-01T00:00:00Z", ["before_min_date"]),
+        ("0001-01-01", ["before_min_date"]),
+        ("1999-12-31T23:30:00-01:00", None),  # 2000-01-01 00:30 UTC
+        ("2000-01-01T00:30:00+01:00", ["before_min_date"]),  # 1999-12-31 23:30 UTC
+    ],
+)
+def test_order_before_the_minimum_date_is_rejected(text: str, reasons: list[str] | None) -> None:
+    _, got = validate_one(order_ts=text)
+
+    assert got == reasons
+
+
+def test_minimum_date_is_configurable_and_inclusive() -> None:
+    rules = ValidationRules(min_order_date=dt.date(2024, 1, 1))
+    records = [
+        record(1, order_ts="2024-01-01"),
+        record(2, order_ts="2023-12-31T23:59:59"),
+        record(3, order_ts="2024-01-01T08:00:00"),
+    ]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH, rules)
+
+    assert result.valid["source_row"].to_list() == [1, 3]
+    assert reasons_by_row(result.rejected) == {2: ["before_min_date"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "reasons"),
+    [
+        ("2024-06-02T12:00:00", None),  # exactly not_after: still accepted
+        ("2024-06-02", None),
+        ("2024-06-01T18:00:00Z", None),
+        ("2024-06-02T13:30:00+02:00", None),  # 11:30 UTC
+        ("2024-06-02T12:00:00.000001", ["future_date"]),
+        ("2024-06-02T12:30:00-01:00", ["future_date"]),  # 13:30 UTC
+        ("2024-06-03", ["future_date"]),
+        ("2099-01-01", ["future_date"]),
+        ("9999-12-31T23:59:59Z", ["future_date"]),
+    ],
+)
+def test_order_later_than_not_after_is_a_future_date(text: str, reasons: list[str] | None) -> None:
+    rules = ValidationRules(not_after=dt.datetime(2024, 6, 2, 12, 0))
+
+    _, got = validate_one(rules, order_ts=text)
+
+    assert got == reasons
+
+
+def test_future_dates_are_accepted_when_not_after_is_unset() -> None:
+    _, reasons = validate_one(ValidationRules(not_after=None), order_ts="9999-12-31")
+
+    assert reasons is None
+
+
+def test_future_date_is_judged_in_the_shop_time_zone() -> None:
+    rules = ValidationRules.from_settings(
+        Settings(timezone="Europe/Madrid", future_tolerance_hours=24), now=NOW
+    )  # now = 14:00 in Madrid, so not_after = 2024-06-02 14:00 Madrid time
+    records = [
+        record(1, order_ts="2024-06-02T13:59:00"),  # naive: Madrid time
+        record(2, order_ts="2024-06-02T14:00:01"),
+        record(3, order_ts="2024-06-02T11:59:00Z"),  # 13:59 in Madrid
+        record(4, order_ts="2024-06-02T12:30:00Z"),  # 14:30 in Madrid
+    ]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH, rules)
+
+    assert result.valid["source_row"].to_list() == [1, 3]
+    assert reasons_by_row(result.rejected) == {2: ["future_date"], 4: ["future_date"]}
+
+
+# --- regions ---------------------------------------------------------------------------------
+
+
+def test_region_outside_the_configured_set_is_unknown() -> None:
+    rules = ValidationRules(regions=frozenset({"North", "South"}))
+    records = [
+        record(1, region="North"),
+        record(2, region=" South\t"),
+        record(3, region="Atlantis"),
+        record(4, region=""),
+        record(5, region="North South"),
+    ]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH, rules)
+
+    assert result.valid["source_row"].to_list() == [1, 2]
+    assert result.valid["region"].to_list() == ["North", "South"]
+    assert reasons_by_row(result.rejected) == {
+        3: ["unknown_region"],
+        4: ["missing_region"],  # a missing region is not also unknown
+        5: ["unknown_region"],
+    }
+
+
+def test_any_region_is_accepted_when_no_set_is_configured() -> None:
+    _, reasons = validate_one(ValidationRules(regions=None), region="Atlantis")
+
+    assert reasons is None
+
+
+# --- timestamp format ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("05/01/2024 10:30", dt.datetime(2024, 1, 5, 10, 30)),
+        ("2024-01-05T10:30:00", dt.datetime(2024, 1, 5, 10, 30)),  # ISO 8601 still accepted
+        ("2024-01-05", dt.datetime(2024, 1, 5)),
+        (" 05/01/2024 10:30 ", dt.datetime(2024, 1, 5, 10, 30)),
+    ],
+)
+def test_configured_timestamp_format_is_accepted_besides_iso(
+    text: str, expected: dt.datetime
+) -> None:
+    rules = ValidationRules(timestamp_format="%d/%m/%Y %H:%M")
+
+    valid, reasons = validate_one(rules, order_ts=text)
+
+    assert reasons is None
+    assert valid["order_ts"].to_list() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "reasons"),
+    [
+        ("05/01/2024", ["bad_type:order_ts"]),  # the whole format must match
+        ("31/02/2024 10:00", ["bad_type:order_ts"]),
+        ("01/05/2024 10:30 pm", ["bad_type:order_ts"]),
+        ("2024/01/05 10:30", ["bad_type:order_ts"]),
+        ("31/12/1999 23:00", ["before_min_date"]),
+    ],
+)
+def test_text_matching_neither_iso_nor_the_configured_format_is_bad_type(
+    text: str, reasons: list[str]
+) -> None:
+    rules = ValidationRules(timestamp_format="%d/%m/%Y %H:%M")
+
+    _, got = validate_one(rules, order_ts=text)
+
+    assert got == reasons
+
+
+def test_configured_format_is_not_used_unless_configured() -> None:
+    _, reasons = validate_one(order_ts="05/01/2024 10:30")
+
+    assert reasons == ["bad_type:order_ts"]
+
+
+def test_naive_timestamp_in_the_configured_format_is_already_shop_time() -> None:
+    rules = ValidationRules(timezone="Europe/Madrid", timestamp_format="%d.%m.%Y %H:%M")
+
+    valid, reasons = validate_one(rules, order_ts="05.07.2024 10:30")
+
+    assert reasons is None
+    assert valid["order_ts"].to_list() == [dt.datetime(2024, 7, 5, 10, 30)]
+
+
+def test_configured_format_with_an_offset_is_converted_to_the_shop_time_zone() -> None:
+    # Like an ISO timestamp with an offset: converted to shop time, then stored naive.
+    rules = ValidationRules(timezone="UTC", timestamp_format="%d/%m/%Y %H:%M %z")
+
+    valid, reasons = validate_one(rules, order_ts="05/01/2024 10:30 +0200")
+
+    assert reasons is None
+    assert valid["order_ts"].to_list() == [dt.datetime(2024, 1, 5, 8, 30)]
+
+
+# --- reason codes ----------------------------------------------------------------------------
+
+
+def test_every_reason_code_is_described() -> None:
+    assert set(REASON_DESCRIPTIONS) == set(Reason)
+    assert all(REASON_DESCRIPTIONS[reason].strip() for reason in Reason)
+
+
+def test_row_breaking_the_new_rules_carries_every_reason_in_contract_order() -> None:
+    rules = ValidationRules(
+        not_after=dt.datetime(2024, 6, 2, 12, 0), regions=frozenset({"North", "South"})
+    )
+    worst = record(
+        1,
+        order_ts="1999-12-31",
+        product="Cami\ufffdn",
+        category="c" * 1001,
+        quantity="0",
+        unit_price="-1",
+        region="Atlantis",
+    )
+    records = [
+        worst,
+        dict(worst),  # an exact copy: the same reasons plus duplicate
+        record(3, order_ts="2030-01-01", quantity="100001", unit_price="1000001", region=None),
+        record(4, order_id=None, sku="\x00", order_ts="2024-02-30", quantity="2.5"),
+    ]
+
+    result = validate_batch(raw_batch(records, [8, 8, 9, 9]), IDENTITY, BATCH, rules)
+
+    first = [
+        "ragged_row",
+        "bad_encoding",
+        "field_too_long",
+        "zero_quantity",
+        "negative_price",
+        "before_min_date",
+        "unknown_region",
+    ]
+    assert reasons_by_row(result.rejected) == {
+        1: first,
+        2: [*first, "duplicate"],
+        3: [
+            "missing_region",
+            "quantity_out_of_range",
+            "price_out_of_range",
+            "future_date",
+        ],
+        4: ["bad_encoding", "missing_order_id", "bad_type:order_ts", "bad_type:quantity"],
+    }
+    assert result.valid.height == 0
+    assert result.reason_counts()["bad_encoding"] == 3
+
+
+def test_validation_never_emits_duplicate_in_warehouse() -> None:
+    # That reason needs the warehouse: it is applied at load, not by validate_batch.
+    records = [record(1), record(1), record(2, quantity="0")]
+
+    result = validate_batch(raw_batch(records), IDENTITY, BATCH)
+
+    codes = {code for reasons in result.rejected["reasons"].to_list() for code in reasons}
+    assert codes == {"duplicate", "zero_quantity"}
+    assert str(Reason.DUPLICATE_IN_WAREHOUSE) not in result.reason_counts()
 
 
 # --- several reasons -------------------------------------------------------------------------
@@ -561,3 +1011,4 @@ def test_every_row_ends_in_exactly_one_output(rows: list[tuple[str | None, ...]]
     for reasons in result.rejected["reasons"].to_list():
         assert reasons
         assert reasons == sorted(set(reasons), key=CONTRACT_ORDER.index)
+        assert str(Reason.DUPLICATE_IN_WAREHOUSE) not in reasons

@@ -7,6 +7,7 @@ usage and unreadable input); never a traceback. Prefect is imported only by comm
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,10 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"salesflow {__version__}")
@@ -101,6 +106,9 @@ def main(
     if config is not None:
         os.environ[CONFIG_FILE_ENV] = str(config)
     _quiet_prefect(verbose)
+    # A scheduler's SIGTERM stops a run like Ctrl-C: the open transaction rolls back, Prefect's
+    # ephemeral server shuts down with the process instead of being left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -161,6 +169,13 @@ def run(
     max_workers: Annotated[
         int | None, typer.Option(help="Batches processed at once (default from CPU count).", min=1)
     ] = None,
+    accept_rejects: Annotated[
+        bool,
+        typer.Option(
+            "--accept-rejects",
+            help="Load batches even when they reject more than max_reject_share of their rows.",
+        ),
+    ] = False,
 ) -> None:
     """Load landing files into the warehouse through the [bold]salesflow-etl[/] Prefect flow.
 
@@ -169,7 +184,7 @@ def run(
     """
     with _user_errors():
         settings = _settings(warehouse=warehouse, max_workers=max_workers)
-        summary = _run_with_progress(paths, settings, force)
+        summary = _run_with_progress(paths, settings, force, accept_rejects)
         _print_run(summary)
         for outcome in summary.failed:
             errors.print(f"[bold red]failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
@@ -177,7 +192,9 @@ def run(
         raise typer.Exit(1)
 
 
-def _run_with_progress(paths: list[Path], settings: Settings, force: bool) -> RunSummary:
+def _run_with_progress(
+    paths: list[Path], settings: Settings, force: bool, accept_rejects: bool = False
+) -> RunSummary:
     from salesflow.flows.etl import on_batch_finished, run_etl
     from salesflow.sources.files import discover_sources
 
@@ -190,7 +207,7 @@ def _run_with_progress(paths: list[Path], settings: Settings, force: bool) -> Ru
 
         progress.update(bar, description="starting Prefect")
         with on_batch_finished(advance):
-            return run_etl(files, settings)
+            return run_etl(files, settings, force=force, accept_rejects=accept_rejects)
 
 
 def _progress() -> Progress:
@@ -250,24 +267,32 @@ def _shorten(text: str, width: int = 70) -> str:
 @app.command()
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Landing files, or folders of them.")],
+    warehouse: Annotated[
+        str | None,
+        typer.Option(help="Warehouse checked for rows other batches already loaded (read only)."),
+    ] = None,
 ) -> None:
     """Dry run: check files against the contract and count rejections by reason; writes nothing.
 
-    Exit code 0 when every row is valid, 1 when rows would be rejected, 2 when a file is unreadable.
+    Gives the reasons a real run would give, duplicate_in_warehouse included when the warehouse
+    exists. Exit code 0 when every row is valid, 1 when rows would be rejected, 2 when a file is
+    unreadable.
     """
     from salesflow import stages
     from salesflow.sources.files import discover_sources
     from salesflow.validate import ValidationRules
+    from salesflow.warehouse import open_warehouse
 
     with _user_errors():
-        settings = _settings()
+        settings = _settings(warehouse=warehouse)
         files = discover_sources(paths)
         rules = ValidationRules.from_settings(settings)
+        existing = open_warehouse(str(settings.warehouse_path))
         table = Table(title="validation (dry run)", title_justify="left")
-        for column in ("file", "rows", "valid", "rejected", "reasons"):
-            table.add_column(
-                column, justify="right" if column in {"rows", "valid", "rejected"} else "left"
-            )
+        table.add_column("file", no_wrap=True)
+        for column in ("rows", "valid", "rejected"):
+            table.add_column(column, justify="right")
+        table.add_column("reasons")
         unreadable: list[str] = []
         rejected_any = False
         with _progress() as progress:
@@ -275,18 +300,23 @@ def validate(
             for source in files:
                 progress.update(bar, description=source.name)
                 try:
-                    manifest = stages.check_source(source, rules)
-                except BatchError as error:
+                    manifest = stages.check_source(source, rules, existing)
+                except SalesflowError as error:
                     unreadable.append(str(error))
-                    table.add_row(source.name, "", "", "", f"[red]{_shorten(error.problem)}[/]")
+                    problem = error.problem if isinstance(error, BatchError) else str(error)
+                    table.add_row(source.name, "", "", "", f"[red]{_shorten(problem)}[/]")
                 else:
                     rejected_any = rejected_any or manifest.rows_rejected > 0
+                    reasons = ", ".join(f"{code} {n}" for code, n in manifest.reason_counts.items())
+                    share = manifest.rows_rejected / manifest.rows_in if manifest.rows_in else 0
+                    if share > settings.max_reject_share:
+                        reasons += f" [red](would fail: {share:.1%} rejected)[/]"
                     table.add_row(
                         source.name,
                         str(manifest.rows_in),
                         str(manifest.rows_valid),
                         str(manifest.rows_rejected),
-                        ", ".join(f"{code} {n}" for code, n in manifest.reason_counts.items()),
+                        reasons,
                     )
                 progress.update(bar, advance=1)
         console.print(table)
@@ -296,6 +326,76 @@ def validate(
         raise typer.Exit(2)
     if rejected_any:
         raise typer.Exit(1)
+
+
+@app.command()
+def contract() -> None:
+    """Print the data contract: columns, types, reason codes and the rules in force."""
+    from salesflow.contract import describe_contract
+
+    with _user_errors():
+        settings = _settings()
+    described = describe_contract(settings)
+    console.print(f"[bold]salesflow data contract[/] version {described.version}")
+    columns = Table(title="input columns", title_justify="left")
+    for column in ("column", "required", "type", "accepted headers"):
+        columns.add_column(column)
+    for row in described.columns:
+        columns.add_row(*row)
+    console.print(columns)
+    reasons = Table(title="reason codes (sales_rejected.reasons)", title_justify="left")
+    reasons.add_column("code", no_wrap=True)
+    reasons.add_column("meaning")
+    for code, meaning in described.reasons:
+        reasons.add_row(code, meaning)
+    console.print(reasons)
+    rules = Table(title="rules in force (settings)", title_justify="left")
+    rules.add_column("setting", no_wrap=True)
+    rules.add_column("value")
+    for name, value in described.rules:
+        rules.add_row(name, value)
+    console.print(rules)
+
+
+@app.command()
+def rejects(
+    batch: Annotated[
+        str | None, typer.Option("--batch", help="Only this batch (file name).")
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Only rows carrying this reason code.")
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write the rows to this CSV file instead of showing them."),
+    ] = None,
+    warehouse: Annotated[str | None, typer.Option(help="DuckDB warehouse file.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown at most (not for --export).", min=1)] = 50,
+) -> None:
+    """Show or export quarantined rows with their reasons.
+
+    Exports are safe to open in a spreadsheet: cells starting with =, +, -, @, a tab or a carriage
+    return are prefixed with a quote so they are never run as formulas.
+    """
+    from salesflow.quarantine import export_rejects, read_rejects
+
+    with _user_errors():
+        settings = _settings(warehouse=warehouse)
+        rows = read_rejects(settings.warehouse_path, batch=batch, reason=reason)
+        if export is not None:
+            written = export_rejects(rows, export)
+            console.print(f"wrote {written:,} rejected row(s) to {export}")
+            return
+        table = Table(title=f"sales_rejected ({rows.height:,} rows)", title_justify="left")
+        for column in ("batch_id", "source_row", "reasons", "raw"):
+            table.add_column(column, overflow="fold")
+        for row in rows.head(limit).iter_rows(named=True):
+            table.add_row(
+                row["batch_id"], str(row["source_row"]), ", ".join(row["reasons"]), row["raw"]
+            )
+        console.print(table)
+        if rows.height > limit:
+            console.print(f"… {rows.height - limit:,} more; use --limit or --export FILE.csv")
 
 
 @app.command()

@@ -6,17 +6,19 @@ Precedence, highest first: explicit arguments, environment variables, the TOML f
 
 from __future__ import annotations
 
+import json
 import os
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -56,6 +58,28 @@ class Settings(BaseSettings):
     max_unit_price: Decimal = Field(
         Decimal(1_000_000), gt=0, description="Largest accepted unit_price."
     )
+    timestamp_format: str | None = Field(
+        None,
+        description="Extra strptime format accepted for order_ts besides ISO 8601, "
+        "e.g. '%d/%m/%Y %H:%M'.",
+    )
+    min_order_date: date = Field(date(2000, 1, 1), description="Earliest accepted order date.")
+    future_tolerance_hours: float = Field(
+        24, ge=0, description="How far past now an order_ts may lie (clock skew, time zones)."
+    )
+    regions: Annotated[list[str] | None, NoDecode] = Field(
+        None, description="Accepted regions; unset accepts any. Env: North,South or a JSON list."
+    )
+    max_field_length: int = Field(1000, gt=0, description="Longest accepted field, in characters.")
+    reject_duplicates_in_warehouse: bool = Field(
+        True, description="Reject rows identical to a row already loaded from another batch."
+    )
+    max_reject_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="A batch rejecting a larger share of its rows fails whole (--accept-rejects).",
+    )
     max_workers: int = Field(
         default_factory=_default_workers, gt=0, description="Batches processed at once."
     )
@@ -64,6 +88,29 @@ class Settings(BaseSettings):
         1.0, ge=0, description="First retry delay; doubles each retry, with jitter."
     )
     demo_dir: Path = Field(Path("salesflow-demo"), description="Where `salesflow demo` works.")
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _region_list(cls, value: Any) -> Any:
+        """Accept `North,South`, a JSON list, or a TOML list; refuse an empty or non-text list."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith(("[", '"')) else text.split(",")
+            value = [value] if isinstance(value, str) else value
+        if isinstance(value, list):
+            if not all(isinstance(region, str) for region in value):
+                raise ValueError("must be a list of region names (text)")
+            value = [region.strip() for region in value if region.strip()]
+            if not value:
+                raise ValueError("is empty; leave it unset to accept any region")
+        return value
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _usable_format(cls, value: str | None) -> str | None:
+        if value is not None and "%" not in value:
+            raise ValueError(f"{value!r} is not a strptime format (e.g. '%d/%m/%Y %H:%M')")
+        return value
 
     @field_validator("timezone")
     @classmethod

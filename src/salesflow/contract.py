@@ -6,13 +6,14 @@ codes declared here, and the Pandera model checks every batch before it reaches 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import pandera.polars as pa
 import polars as pl
 
-CONTRACT_VERSION: Final = "1.0"
+CONTRACT_VERSION: Final = "1.1"
 
 # Canonical input columns, in the order salesflow writes them.
 CANONICAL_COLUMNS: Final = (
@@ -50,8 +51,11 @@ COLUMN_ALIASES: Final[dict[str, tuple[str, ...]]] = {
 
 
 class Reason(StrEnum):
-    """Machine-readable reason codes stored in `sales_rejected.reasons`."""
+    """Machine-readable reason codes stored in `sales_rejected.reasons`, in the order applied."""
 
+    RAGGED_ROW = "ragged_row"
+    BAD_ENCODING = "bad_encoding"
+    FIELD_TOO_LONG = "field_too_long"
     MISSING_ORDER_ID = "missing_order_id"
     MISSING_SKU = "missing_sku"
     MISSING_ORDER_TS = "missing_order_ts"
@@ -65,25 +69,38 @@ class Reason(StrEnum):
     NEGATIVE_PRICE = "negative_price"
     QUANTITY_OUT_OF_RANGE = "quantity_out_of_range"
     PRICE_OUT_OF_RANGE = "price_out_of_range"
+    BEFORE_MIN_DATE = "before_min_date"
+    FUTURE_DATE = "future_date"
+    UNKNOWN_REGION = "unknown_region"
     DUPLICATE = "duplicate"
+    DUPLICATE_IN_WAREHOUSE = "duplicate_in_warehouse"
 
 
 REASON_DESCRIPTIONS: Final[dict[Reason, str]] = {
+    Reason.RAGGED_ROW: "the CSV record has more or fewer fields than the header",
+    Reason.BAD_ENCODING: "the record holds bytes that are not UTF-8 (e.g. latin-1) or NUL",
+    Reason.FIELD_TOO_LONG: "a field is longer than `max_field_length` characters",
     Reason.MISSING_ORDER_ID: "order_id is empty",
     Reason.MISSING_SKU: "sku is empty (and no product to take it from)",
     Reason.MISSING_ORDER_TS: "order_ts is empty",
     Reason.MISSING_QUANTITY: "quantity is empty",
     Reason.MISSING_UNIT_PRICE: "unit_price is empty",
     Reason.MISSING_REGION: "region is empty",
-    Reason.BAD_TYPE_ORDER_TS: "order_ts is not an ISO 8601 date or timestamp",
+    Reason.BAD_TYPE_ORDER_TS: "order_ts is not an ISO 8601 date or timestamp (nor in "
+    "`timestamp_format` when that is set)",
     Reason.BAD_TYPE_QUANTITY: "quantity is not a whole number (e.g. '2.5', 'two')",
     Reason.BAD_TYPE_UNIT_PRICE: "unit_price is not a plain decimal with at most 4 places "
     "(e.g. '12,50', '1e3')",
     Reason.ZERO_QUANTITY: "quantity is 0",
     Reason.NEGATIVE_PRICE: "unit_price is below 0",
-    Reason.QUANTITY_OUT_OF_RANGE: "|quantity| is above the configured maximum",
-    Reason.PRICE_OUT_OF_RANGE: "unit_price is above the configured maximum",
+    Reason.QUANTITY_OUT_OF_RANGE: "|quantity| is above `max_quantity`",
+    Reason.PRICE_OUT_OF_RANGE: "unit_price is above `max_unit_price`",
+    Reason.BEFORE_MIN_DATE: "order_ts is before `min_order_date`",
+    Reason.FUTURE_DATE: "order_ts is later than now plus `future_tolerance_hours`",
+    Reason.UNKNOWN_REGION: "region is not one of `regions` (checked only when that is set)",
     Reason.DUPLICATE: "exact copy of an earlier row of the same batch (the first is kept)",
+    Reason.DUPLICATE_IN_WAREHOUSE: "identical in every contract field to a row already loaded "
+    "from another batch (`reject_duplicates_in_warehouse`)",
 }
 
 # Money is exact: DECIMAL(18,4) everywhere, never float.
@@ -136,3 +153,56 @@ class SalesRecord(pa.DataFrameModel):
     class Config:
         strict = True
         ordered = True
+
+
+COLUMN_TYPES: Final[dict[str, str]] = {
+    "order_id": "text (derived as <file>#<row> when absent)",
+    "order_ts": "ISO 8601 date or timestamp",
+    "customer_id": "text",
+    "sku": "text (taken from product when absent)",
+    "product": "text",
+    "category": "text",
+    "quantity": "whole number, not 0; negative = return",
+    "unit_price": "decimal >= 0, at most 4 places",
+    "region": "text",
+}
+
+# Settings that are part of the contract's rules, shown by `salesflow contract`.
+RULE_SETTINGS: Final = (
+    "timezone",
+    "timestamp_format",
+    "min_order_date",
+    "future_tolerance_hours",
+    "max_quantity",
+    "max_unit_price",
+    "regions",
+    "max_field_length",
+    "reject_duplicates_in_warehouse",
+    "max_reject_share",
+)
+
+
+@dataclass(frozen=True)
+class ContractDescription:
+    """The contract as rows of text, for the CLI and the docs."""
+
+    version: str
+    columns: list[tuple[str, str, str, str]]
+    reasons: list[tuple[str, str]]
+    rules: list[tuple[str, str]]
+
+
+def describe_contract(settings: Any) -> ContractDescription:
+    """The contract with the rules in force under `settings`."""
+    columns = [
+        (
+            column,
+            "yes" if column in REQUIRED_VALUES else "no",
+            COLUMN_TYPES[column],
+            ", ".join(COLUMN_ALIASES[column]),
+        )
+        for column in CANONICAL_COLUMNS
+    ]
+    reasons = [(str(reason), REASON_DESCRIPTIONS[reason]) for reason in Reason]
+    rules = [(name, str(getattr(settings, name))) for name in RULE_SETTINGS]
+    return ContractDescription(CONTRACT_VERSION, columns, reasons, rules)

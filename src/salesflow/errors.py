@@ -40,8 +40,16 @@ class MissingColumnError(BatchError):
     """The file lacks a column the contract requires."""
 
 
+class AmbiguousColumnError(BatchError):
+    """Two input columns would fill the same canonical column, or a header repeats."""
+
+
 class ReconciliationError(BatchError):
     """Counts or money of a batch do not add up; the batch is not committed."""
+
+
+class RejectThresholdError(BatchError):
+    """Too large a share of a batch's rows was rejected; nothing of it is loaded."""
 
 
 class TransientError(SalesflowError):

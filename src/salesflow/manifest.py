@@ -29,12 +29,16 @@ class BatchManifest(BaseModel):
     started_at: datetime
     skipped: bool = Field(False, description="Unchanged since its last load: nothing to do.")
     staging_dir: Path | None = None
+    header: list[str] = Field(default_factory=list, description="The file's own column names.")
     column_map: dict[str, str] = Field(default_factory=dict)
     rows_in: int = 0
     rows_valid: int = 0
     rows_rejected: int = 0
     amount: Decimal = Field(Decimal(0), description="Sum of `total` over the transformed rows.")
     reason_counts: dict[str, int] = Field(default_factory=dict)
+    odd_counts: dict[str, int] = Field(
+        default_factory=dict, description="Valid but worth a look: zero_price, returns."
+    )
 
     @property
     def raw_path(self) -> Path:

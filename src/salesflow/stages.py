@@ -13,12 +13,18 @@ from pathlib import Path
 
 import polars as pl
 
-from salesflow.errors import BatchError, SalesflowError
+from salesflow.contract import Reason
+from salesflow.errors import BatchError, SalesflowError, TransientError, UnreadableSourceError
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
 from salesflow.sources.files import file_sha256, map_columns, stage_source
 from salesflow.transform import TicketBands, transform_batch
-from salesflow.validate import ValidationRules, count_reasons, validate_batch
-from salesflow.warehouse.base import Warehouse
+from salesflow.validate import (
+    ValidationRules,
+    count_odd_but_valid,
+    count_reasons,
+    validate_batch,
+)
+from salesflow.warehouse.base import LoadPolicy, Warehouse
 
 
 def extract(
@@ -33,7 +39,10 @@ def extract(
     """
     started_at = datetime.now(UTC)
     manifest = BatchManifest(
-        batch_id=source.name, source=str(source), sha256=file_sha256(source), started_at=started_at
+        batch_id=source.name,
+        source=str(source),
+        sha256=_fingerprint(source),
+        started_at=started_at,
     )
     unchanged = (
         warehouse is not None and warehouse.loaded_sha256(manifest.batch_id) == manifest.sha256
@@ -44,7 +53,19 @@ def extract(
     staged = manifest.model_copy(update={"staging_dir": staging_dir})
     rows_in, header = stage_source(source, staged.raw_path)
     column_map = map_columns(str(source), header)
-    return staged.model_copy(update={"rows_in": rows_in, "column_map": column_map})
+    return staged.model_copy(
+        update={"rows_in": rows_in, "header": header, "column_map": column_map}
+    )
+
+
+def _fingerprint(source: Path) -> str:
+    """sha256 of the file; a file that cannot be opened is the batch's problem, not a crash."""
+    try:
+        return file_sha256(source)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise UnreadableSourceError(str(source), f"cannot be opened ({error.strerror})") from None
+    except OSError as error:
+        raise TransientError(f"{source}: {error.strerror or error}") from error
 
 
 def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
@@ -60,6 +81,7 @@ def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
             "rows_valid": result.valid.height,
             "rows_rejected": result.rejected.height,
             "reason_counts": count_reasons(result.rejected),
+            "odd_counts": count_odd_but_valid(result.valid),
         }
     )
 
@@ -74,7 +96,12 @@ def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     return manifest.model_copy(update={"amount": amount or 0})
 
 
-def load(manifest: BatchManifest, warehouse: Warehouse, flow_run_id: str | None) -> BatchOutcome:
+def load(
+    manifest: BatchManifest,
+    warehouse: Warehouse,
+    flow_run_id: str | None,
+    policy: LoadPolicy | None = None,
+) -> BatchOutcome:
     """Commit the batch to the warehouse (or record the skip), then drop its staged files."""
     if manifest.skipped:
         outcome = BatchOutcome(
@@ -88,15 +115,33 @@ def load(manifest: BatchManifest, warehouse: Warehouse, flow_run_id: str | None)
         )
         warehouse.record_outcome(outcome)
         return outcome
-    outcome = warehouse.load_batch(manifest, flow_run_id)
+    outcome = warehouse.load_batch(manifest, flow_run_id, policy)
     discard_staging(manifest.staging_dir)
     return outcome
 
 
-def check_source(source: Path, rules: ValidationRules) -> BatchManifest:
-    """Dry run of one file: extract and validate in scratch space, write nothing that stays."""
+def check_source(
+    source: Path, rules: ValidationRules, warehouse: Warehouse | None = None
+) -> BatchManifest:
+    """Dry run of one file: the reasons a real run would give, written nowhere that stays.
+
+    With a warehouse, rows that other batches already loaded count as duplicate_in_warehouse,
+    as they would at load.
+    """
     with tempfile.TemporaryDirectory(prefix="salesflow-check-") as scratch:
-        return validate(extract(source, Path(scratch)), rules)
+        checked = transform(validate(extract(source, Path(scratch)), rules), TicketBands())
+        repeated = warehouse.loaded_duplicates(checked) if warehouse is not None else []
+    if not repeated:
+        return checked
+    reasons = dict(checked.reason_counts)
+    reasons[str(Reason.DUPLICATE_IN_WAREHOUSE)] = len(repeated)
+    return checked.model_copy(
+        update={
+            "rows_valid": checked.rows_valid - len(repeated),
+            "rows_rejected": checked.rows_rejected + len(repeated),
+            "reason_counts": reasons,
+        }
+    )
 
 
 def failed_outcome(

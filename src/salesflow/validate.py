@@ -8,18 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from salesflow.config import Settings
 from salesflow.contract import CANONICAL_COLUMNS, MONEY, Reason
-from salesflow.sources.files import SOURCE_ROW
+from salesflow.sources.csv_records import FIELD_COUNT
+from salesflow.sources.files import INTERNAL_COLUMNS, SOURCE_ROW
 
-QUANTITY_PATTERN: Final = r"^[+-]?\d{1,18}$"
+# A whole number; "3.0" (as a float-typed column writes 3) is exact, "2.5" is not.
+QUANTITY_PATTERN: Final = r"^[+-]?\d+(\.0+)?$"
+QUANTITY_MAX_DIGITS: Final = 18  # what BIGINT holds
 # At most 14 integer digits and 4 decimals: what DECIMAL(18,4) holds without rounding.
-PRICE_PATTERN: Final = r"^[+-]?\d{1,14}(\.\d{1,4})?$"
+PRICE_PATTERN: Final = r"^[+-]?\d+(\.\d{1,4})?$"
+PRICE_MAX_DIGITS: Final = 14  # integer digits DECIMAL(18,4) holds
 TIMESTAMP_PATTERN: Final = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
 )
@@ -30,15 +36,36 @@ REJECTED_COLUMNS: Final = ("source_row", "reasons", "raw")
 
 @dataclass(frozen=True)
 class ValidationRules:
-    """The tunable parts of the contract, taken from settings."""
+    """The tunable parts of the contract, taken from settings.
+
+    `not_after` is the latest accepted order_ts (naive, shop time); None disables the check.
+    It is fixed by the caller, so validation stays a pure function of its inputs.
+    """
 
     timezone: str = "UTC"
     max_quantity: int = 100_000
     max_unit_price: Decimal = Decimal(1_000_000)
+    timestamp_format: str | None = None
+    min_order_date: date = date(2000, 1, 1)
+    not_after: datetime | None = None
+    regions: frozenset[str] | None = None
+    max_field_length: int = 1000
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ValidationRules:
-        return cls(settings.timezone, settings.max_quantity, settings.max_unit_price)
+    def from_settings(cls, settings: Settings, now: datetime | None = None) -> ValidationRules:
+        """Rules for a run starting `now` (default: the current time)."""
+        zone = ZoneInfo(settings.timezone)
+        current = (now or datetime.now(UTC)).astimezone(zone).replace(tzinfo=None)
+        return cls(
+            timezone=settings.timezone,
+            max_quantity=settings.max_quantity,
+            max_unit_price=settings.max_unit_price,
+            timestamp_format=settings.timestamp_format,
+            min_order_date=settings.min_order_date,
+            not_after=current + timedelta(hours=settings.future_tolerance_hours),
+            regions=frozenset(settings.regions) if settings.regions is not None else None,
+            max_field_length=settings.max_field_length,
+        )
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,15 @@ def count_reasons(rejected: pl.DataFrame) -> dict[str, int]:
     return {str(code): int(count) for code, count in counts.iter_rows()}
 
 
+def count_odd_but_valid(valid: pl.DataFrame) -> dict[str, int]:
+    """Valid rows worth a warning: free items (price 0) and returns; only kinds that occur."""
+    counts = valid.select(
+        (pl.col("unit_price") == 0).sum().alias("zero_price"),
+        (pl.col("quantity") < 0).sum().alias("returns"),
+    ).row(0, named=True)
+    return {kind: int(count) for kind, count in counts.items() if count}
+
+
 def validate_batch(
     raw: pl.DataFrame,
     column_map: Mapping[str, str],
@@ -73,17 +109,20 @@ def validate_batch(
     column gets a deterministic one from the batch and its row number.
     """
     rules = rules or ValidationRules()
-    input_columns = [name for name in raw.columns if name != SOURCE_ROW]
+    input_columns = [name for name in raw.columns if name not in INTERNAL_COLUMNS]
+    if FIELD_COUNT not in raw.columns:
+        raw = raw.with_columns(pl.lit(None, pl.Int32).alias(FIELD_COUNT))
     # Keep the record as read before canonical columns (which may share its names) replace it.
     checked = (
         raw.with_columns(
             _as_read(input_columns).alias("_as_read"),
             _is_later_copy(input_columns).alias("_duplicate"),
+            *_record_problems(input_columns, rules),
         )
         .with_columns(_canonical_text(column_map, batch_id))
         .with_columns(_parsed(rules))
     )
-    checked = checked.with_columns(_reasons(rules).alias("reasons"))
+    checked = checked.with_columns(_reasons(rules, len(input_columns)).alias("reasons"))
     is_valid = pl.col("reasons").list.len() == 0
     valid = checked.filter(is_valid).select(
         "order_id",
@@ -136,16 +175,65 @@ def _is_later_copy(input_columns: Sequence[str]) -> pl.Expr:
     return ~pl.struct(normalised).is_first_distinct()
 
 
+def _record_problems(input_columns: Sequence[str], rules: ValidationRules) -> list[pl.Expr]:
+    """Whole-record flags: undecodable bytes (read as U+FFFD) or NUL, and over-long fields."""
+    if not input_columns:
+        return [pl.lit(False).alias("_bad_encoding"), pl.lit(False).alias("_too_long")]
+    columns = [pl.col(name) for name in input_columns]
+    bad_bytes = pl.any_horizontal(
+        [
+            c.str.contains("\ufffd", literal=True) | c.str.contains("\x00", literal=True)
+            for c in columns
+        ]
+    )
+    too_long = pl.any_horizontal([c.str.len_chars() > rules.max_field_length for c in columns])
+    return [
+        bad_bytes.fill_null(False).alias("_bad_encoding"),
+        too_long.fill_null(False).alias("_too_long"),
+    ]
+
+
 def _parsed(rules: ValidationRules) -> list[pl.Expr]:
     quantity_ok = pl.col("quantity").str.contains(QUANTITY_PATTERN)
     price_ok = pl.col("unit_price").str.contains(PRICE_PATTERN)
+    # Well-formed but too many digits for the column type: out of range, not a bad type.
+    quantity_huge = quantity_ok & (_integer_digits("quantity") > QUANTITY_MAX_DIGITS)
+    price_huge = price_ok & (_integer_digits("unit_price") > PRICE_MAX_DIGITS)
+    order_ts = parse_timestamp(pl.col("order_ts"), rules.timezone)
+    if rules.timestamp_format:
+        order_ts = pl.coalesce(order_ts, _custom_timestamp(rules))
     return [
-        pl.when(quantity_ok)
-        .then(pl.col("quantity").cast(pl.Int64, strict=False))
+        pl.when(quantity_ok & ~quantity_huge)
+        .then(pl.col("quantity").str.replace(r"\.0+$", "").cast(pl.Int64, strict=False))
         .alias("_quantity"),
-        pl.when(price_ok).then(pl.col("unit_price").cast(MONEY, strict=False)).alias("_unit_price"),
-        parse_timestamp(pl.col("order_ts"), rules.timezone).alias("_order_ts"),
+        pl.when(price_ok & ~price_huge)
+        .then(pl.col("unit_price").cast(MONEY, strict=False))
+        .alias("_unit_price"),
+        quantity_huge.fill_null(False).alias("_quantity_huge"),
+        price_huge.fill_null(False).alias("_price_huge"),
+        order_ts.alias("_order_ts"),
     ]
+
+
+def _integer_digits(column: str) -> pl.Expr:
+    return pl.col(column).str.extract(r"^[+-]?0*(\d*)", 1).str.len_chars()
+
+
+def _custom_timestamp(rules: ValidationRules) -> pl.Expr:
+    """order_ts in the configured format; with an offset (%z) converted to the shop's zone."""
+    assert rules.timestamp_format is not None
+    if "%z" in rules.timestamp_format or "%#z" in rules.timestamp_format:
+        return (
+            pl.col("order_ts")
+            .str.to_datetime(
+                rules.timestamp_format, time_unit="us", time_zone="UTC", strict=False, exact=True
+            )
+            .dt.convert_time_zone(rules.timezone)
+            .dt.replace_time_zone(None)
+        )
+    return pl.col("order_ts").str.to_datetime(
+        rules.timestamp_format, time_unit="us", strict=False, exact=True
+    )
 
 
 def parse_timestamp(text: pl.Expr, timezone: str) -> pl.Expr:
@@ -171,9 +259,13 @@ def parse_timestamp(text: pl.Expr, timezone: str) -> pl.Expr:
     return pl.when(shape_ok).then(pl.coalesce(*naive, *aware))
 
 
-def _reasons(rules: ValidationRules) -> pl.Expr:
+def _reasons(rules: ValidationRules, header_fields: int) -> pl.Expr:
     """Every reason code that applies to a row, in contract order."""
+    order_ts = pl.col("_order_ts")
     checks: list[tuple[pl.Expr, Reason]] = [
+        (pl.col(FIELD_COUNT) != header_fields, Reason.RAGGED_ROW),
+        (pl.col("_bad_encoding"), Reason.BAD_ENCODING),
+        (pl.col("_too_long"), Reason.FIELD_TOO_LONG),
         (pl.col("order_id").is_null(), Reason.MISSING_ORDER_ID),
         (pl.col("sku").is_null(), Reason.MISSING_SKU),
         (pl.col("order_ts").is_null(), Reason.MISSING_ORDER_TS),
@@ -185,8 +277,25 @@ def _reasons(rules: ValidationRules) -> pl.Expr:
         (_unparsed("unit_price"), Reason.BAD_TYPE_UNIT_PRICE),
         (pl.col("_quantity") == 0, Reason.ZERO_QUANTITY),
         (pl.col("_unit_price") < 0, Reason.NEGATIVE_PRICE),
-        (pl.col("_quantity").abs() > rules.max_quantity, Reason.QUANTITY_OUT_OF_RANGE),
-        (pl.col("_unit_price") > rules.max_unit_price, Reason.PRICE_OUT_OF_RANGE),
+        (
+            (pl.col("_quantity").abs() > rules.max_quantity) | pl.col("_quantity_huge"),
+            Reason.QUANTITY_OUT_OF_RANGE,
+        ),
+        (
+            (pl.col("_unit_price") > rules.max_unit_price) | pl.col("_price_huge"),
+            Reason.PRICE_OUT_OF_RANGE,
+        ),
+        (order_ts.dt.date() < rules.min_order_date, Reason.BEFORE_MIN_DATE),
+        (
+            order_ts > rules.not_after if rules.not_after is not None else pl.lit(False),
+            Reason.FUTURE_DATE,
+        ),
+        (
+            ~pl.col("region").is_in(sorted(rules.regions)) & pl.col("region").is_not_null()
+            if rules.regions is not None
+            else pl.lit(False),
+            Reason.UNKNOWN_REGION,
+        ),
         (pl.col("_duplicate"), Reason.DUPLICATE),
     ]
     flagged = [
@@ -196,8 +305,10 @@ def _reasons(rules: ValidationRules) -> pl.Expr:
 
 
 def _unparsed(column: str) -> pl.Expr:
-    """Present as text, but not a value of the contract's type."""
-    return pl.col(column).is_not_null() & pl.col(f"_{column}").is_null()
+    """Present as text, but not a value of the contract's type (too large is out of range)."""
+    huge = {"quantity": "_quantity_huge", "unit_price": "_price_huge"}.get(column)
+    unparsed = pl.col(column).is_not_null() & pl.col(f"_{column}").is_null()
+    return unparsed & ~pl.col(huge) if huge else unparsed
 
 
 def _as_read(input_columns: Sequence[str]) -> pl.Expr:

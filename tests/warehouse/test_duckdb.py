@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from salesflow import stages
+from salesflow.contract import CONTRACT_VERSION
 from salesflow.errors import ReconciliationError, UsageError, WarehouseBusyError
 from salesflow.manifest import BatchManifest, BatchStatus
 from salesflow.transform import TicketBands
@@ -80,7 +81,7 @@ def test_load_writes_valid_rows_rejects_and_batch_record(
     assert warehouse.fetch(
         "SELECT batch_id, rows_in, rows_loaded, rows_rejected, amount_loaded, status, error, "
         "contract_version, flow_run_id FROM batches"
-    ) == [("day1.csv", 6, 4, 2, Decimal("133.7500"), "loaded", None, "1.0", "run-1")]
+    ) == [("day1.csv", 6, 4, 2, Decimal("133.7500"), "loaded", None, CONTRACT_VERSION, "run-1")]
 
 
 def test_daily_sales_mart_counts_orders_units_revenue_and_returns(

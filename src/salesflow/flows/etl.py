@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from salesflow import stages
 from salesflow.config import Settings, load_settings
+from salesflow.flows.artifacts import publish_run_artifacts
 from salesflow.flows.tasks import (
     extract_batch,
     load_batch,
@@ -34,11 +35,12 @@ from salesflow.flows.tasks import (
     transform_batch,
     validate_batch,
 )
-from salesflow.manifest import BatchOutcome, BatchStatus
+from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
 from salesflow.sources.files import discover_sources
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
 from salesflow.warehouse import open_warehouse
+from salesflow.warehouse.base import LoadPolicy
 
 FLOW_NAME = "salesflow-etl"
 
@@ -93,9 +95,14 @@ def etl_flow(
     sources: list[Path],
     warehouse: str | None = None,
     force: bool = False,
+    accept_rejects: bool = False,
     settings: Settings | None = None,
 ) -> RunSummary:
-    """Load landing files (or directories of them) into the warehouse, one batch per file."""
+    """Load landing files (or directories of them) into the warehouse, one batch per file.
+
+    A batch rejecting more than `max_reject_share` of its rows fails whole unless
+    `accept_rejects`.
+    """
     settings = settings or load_settings()
     location = open_warehouse(warehouse or str(settings.warehouse_path)).location
     files = discover_sources(sources)
@@ -106,12 +113,18 @@ def etl_flow(
     # Passing the returned location on makes prepare-warehouse upstream of extract and load.
     location = prepare_warehouse.with_options(**_retry_options(settings))(location)
     try:
-        outcomes = _run_batches(files, location, force, settings, staging_root, run_id)
+        policy = LoadPolicy(
+            max_reject_share=settings.max_reject_share,
+            accept_rejects=accept_rejects,
+            reject_duplicates_in_warehouse=settings.reject_duplicates_in_warehouse,
+        )
+        outcomes = _run_batches(files, location, force, settings, staging_root, run_id, policy)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
     summary = RunSummary(
         warehouse=location, flow_run_id=run_id, outcomes=[outcomes[path] for path in files]
     )
+    publish_run_artifacts(summary.outcomes, open_warehouse(location))
     logger.info(
         "run finished batches=%d loaded=%d skipped=%d failed=%d rows_in=%d rows_loaded=%d "
         "rows_rejected=%d amount=%s",
@@ -134,7 +147,13 @@ def _run_batches(
     settings: Settings,
     staging_root: Path,
     run_id: str | None,
+    policy: LoadPolicy,
 ) -> dict[Path, BatchOutcome]:
+    """Pipeline the batches: stages run side by side, commits happen one at a time in file order.
+
+    Committing in file order makes the warehouse independent of thread timing (which batch
+    keeps a row that two files share, say), so two runs over the same input end identical.
+    """
     retry = _retry_options(settings)
     extract = extract_batch.with_options(**retry)
     load = load_batch.with_options(**retry)
@@ -142,19 +161,31 @@ def _run_batches(
     rules = ValidationRules.from_settings(settings)
     bands = TicketBands.from_settings(settings)
 
-    waiting = deque(files)
+    waiting = deque(enumerate(files))
     in_flight: dict[PrefectFuture[Any], _Step] = {}
+    ready: dict[int, tuple[_Step, BatchManifest]] = {}  # transformed, waiting for their turn
+    finished: set[int] = set()
+    next_commit = 0
     outcomes: dict[Path, BatchOutcome] = {}
-    max_in_flight = settings.max_workers * 2
+    max_staged = settings.max_workers * 2
 
     def start_batches() -> None:
-        while waiting and len(in_flight) < max_in_flight:
-            source = waiting.popleft()
+        while waiting and len(in_flight) + len(ready) < max_staged:
+            index, source = waiting.popleft()
             future = extract.submit(source, staging_root, location, force)
-            in_flight[future] = _Step("extract", source, datetime.now(UTC))
+            in_flight[future] = _Step("extract", index, source, datetime.now(UTC))
 
-    def finish(source: Path, outcome: BatchOutcome) -> None:
-        outcomes[source] = outcome
+    def commit_next() -> None:
+        nonlocal next_commit
+        while next_commit in finished:
+            next_commit += 1
+        if next_commit in ready:
+            step, manifest = ready.pop(next_commit)
+            in_flight[load.submit(manifest, location, run_id, policy)] = step.next("load")
+
+    def finish(step: _Step, outcome: BatchOutcome) -> None:
+        outcomes[step.source] = outcome
+        finished.add(step.position)
         for listener in list(_listeners):
             listener(outcome)
 
@@ -168,21 +199,20 @@ def _run_batches(
             error = _as_exception(state.result(raise_on_failure=False), state)
             if step.failure is not None:  # the warehouse could not even record the failure
                 note = f"{step.failure.error} (not recorded in batches: {error})"
-                finish(step.source, step.failure.model_copy(update={"error": note}))
+                finish(step, step.failure.model_copy(update={"error": note}))
             else:
                 failure = stages.failed_outcome(step.source, error, step.started_at, run_id)
                 stages.discard_staging(staging_root / step.source.name)
                 in_flight[record.submit(failure, location)] = step.next("record", failure)
-            continue
-        value = future.result()
-        if step.stage == "extract":
-            in_flight[validate_batch.submit(value, rules)] = step.next("validate")
+        elif step.stage == "extract":
+            in_flight[validate_batch.submit(future.result(), rules)] = step.next("validate")
         elif step.stage == "validate":
-            in_flight[transform_batch.submit(value, bands)] = step.next("transform")
+            in_flight[transform_batch.submit(future.result(), bands)] = step.next("transform")
         elif step.stage == "transform":
-            in_flight[load.submit(value, location, run_id)] = step.next("load")
+            ready[step.position] = (step, future.result())
         else:
-            finish(step.source, value)
+            finish(step, future.result())
+        commit_next()
         start_batches()
     return outcomes
 
@@ -191,6 +221,7 @@ class _Step(NamedTuple):
     """The task a batch is waiting on."""
 
     stage: str
+    position: int  # of the source in the run: the order of commits
     source: Path
     started_at: datetime
     failure: BatchOutcome | None = None  # set while recording a failure
@@ -218,9 +249,14 @@ def run_etl(
     settings: Settings,
     warehouse: str | None = None,
     force: bool = False,
+    accept_rejects: bool = False,
 ) -> RunSummary:
     """Run the flow with a thread pool sized from settings (the entry point the CLI uses)."""
     runner: Any = ThreadPoolTaskRunner(max_workers=settings.max_workers)
     return etl_flow.with_options(task_runner=runner)(
-        sources=sources, warehouse=warehouse, force=force, settings=settings
+        sources=sources,
+        warehouse=warehouse,
+        force=force,
+        accept_rejects=accept_rejects,
+        settings=settings,
     )

@@ -21,6 +21,7 @@ from salesflow.manifest import BatchManifest, BatchOutcome
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
 from salesflow.warehouse import open_warehouse
+from salesflow.warehouse.base import LoadPolicy
 
 
 def is_transient_failure(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -31,7 +32,13 @@ def is_transient_failure(task: Task[Any, Any], task_run: TaskRun, state: State[A
         return True
     except SalesflowError:
         return False
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ):
         return False
     except (OSError, ConnectionError, TimeoutError):
         return True
@@ -98,6 +105,12 @@ def validate_batch(manifest: BatchManifest, rules: ValidationRules) -> BatchMani
             logger.warning(
                 "batch=%s rejected=%d %s", checked.batch_id, checked.rows_rejected, reasons
             )
+        if checked.odd_counts.get("zero_price"):
+            logger.warning(
+                "batch=%s odd_but_valid zero_price=%d",
+                checked.batch_id,
+                checked.odd_counts["zero_price"],
+            )
     return checked
 
 
@@ -117,18 +130,21 @@ def transform_batch(manifest: BatchManifest, bands: TicketBands) -> BatchManifes
 
 @task(name="load", tags=["load"], **STAGE_OPTIONS, **RETRY_OPTIONS)
 def load_batch(
-    manifest: BatchManifest, warehouse_location: str, flow_run_id: str | None
+    manifest: BatchManifest, warehouse_location: str, flow_run_id: str | None, policy: LoadPolicy
 ) -> BatchOutcome:
     """Commit one batch in a single warehouse transaction (or record that it was skipped)."""
-    outcome = stages.load(manifest, open_warehouse(warehouse_location), flow_run_id)
+    outcome = stages.load(manifest, open_warehouse(warehouse_location), flow_run_id, policy)
+    reasons = ",".join(f"{code}:{count}" for code, count in outcome.reason_counts.items())
     get_run_logger().info(
-        "batch=%s stage=load status=%s rows_in=%s rows_loaded=%d rows_rejected=%d amount=%s",
+        "batch=%s stage=load status=%s rows_in=%s rows_loaded=%d rows_rejected=%d amount=%s "
+        "reasons=%s",
         outcome.batch_id,
         outcome.status,
         outcome.rows_in,
         outcome.rows_loaded,
         outcome.rows_rejected,
         outcome.amount_loaded,
+        reasons or "-",
     )
     return outcome
 

@@ -7,7 +7,8 @@ that a rejected row can be quarantined exactly as it arrived.
 from __future__ import annotations
 
 import hashlib
-import io
+import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
@@ -16,14 +17,22 @@ import polars as pl
 
 from salesflow.contract import CANONICAL_COLUMNS, COLUMN_ALIASES, REQUIRED_COLUMNS
 from salesflow.errors import (
+    AmbiguousColumnError,
     MissingColumnError,
     TransientError,
     UnreadableSourceError,
     UsageError,
 )
+from salesflow.sources.csv_records import FIELD_COUNT, read_csv_records
+from salesflow.sources.typed_files import read_jsonl_as_text, scan_parquet_as_text
 
 SOURCE_ROW: Final = "__source_row"
 """Column added to every staged batch: the 1-based index of the data record in its file."""
+
+INTERNAL_COLUMNS: Final = (SOURCE_ROW, FIELD_COUNT)
+
+# Polars renames a repeated header "region" to "region_duplicated_0".
+_DUPLICATED: Final = re.compile(r"_duplicated_\d+$")
 
 FORMATS_BY_SUFFIX: Final = {
     ".csv.gz": "csv",
@@ -60,7 +69,8 @@ def discover_sources(paths: Iterable[Path]) -> list[Path]:
             raise UsageError(f"{path}: unsupported file type (expected {_supported_list()})")
         else:
             found.append(path)
-    unique = list(dict.fromkeys(p.resolve() for p in found))
+    # absolute(), not resolve(): a symlinked landing file keeps its own name as batch id.
+    unique = list(dict.fromkeys(Path(os.path.normpath(p.absolute())) for p in found))
     _refuse_same_name(unique)
     return unique
 
@@ -98,18 +108,28 @@ def normalise_header(name: str) -> str:
 def map_columns(source: str, header: Sequence[str]) -> dict[str, str]:
     """Map each canonical column onto the input column that holds it (canonical -> input name).
 
-    An exact canonical name wins over an alias; the course CSV's `producto` fills both product and
-    sku. Raises MissingColumnError naming what is missing and what was found.
+    The course CSV's `producto` fills both product and sku. Two input columns that would give the
+    same canonical column, or a repeated header, are an AmbiguousColumnError (never a silent
+    choice); a missing required column is a MissingColumnError naming what was found.
     """
     by_normal: dict[str, str] = {}
     for original in header:
-        by_normal.setdefault(normalise_header(original), original)
+        normal = normalise_header(_DUPLICATED.sub("", original))
+        if normal in by_normal:
+            raise AmbiguousColumnError(
+                source, f"column '{normal}' appears more than once; keep one and re-export"
+            )
+        by_normal[normal] = original
     mapping: dict[str, str] = {}
     for canonical in CANONICAL_COLUMNS:
-        for alias in COLUMN_ALIASES[canonical]:
-            if alias in by_normal:
-                mapping[canonical] = by_normal[alias]
-                break
+        matches = [by_normal[alias] for alias in COLUMN_ALIASES[canonical] if alias in by_normal]
+        if len(matches) > 1:
+            names = " and ".join(f"'{name}'" for name in matches)
+            raise AmbiguousColumnError(
+                source, f"columns {names} both give {canonical}; keep one and re-export"
+            )
+        if matches:
+            mapping[canonical] = matches[0]
     if "sku" not in mapping and "product" in mapping:
         mapping["sku"] = mapping["product"]
     missing = [column for column in REQUIRED_COLUMNS if column not in mapping]
@@ -124,17 +144,19 @@ def map_columns(source: str, header: Sequence[str]) -> dict[str, str]:
 
 
 def scan_source(path: Path) -> pl.LazyFrame:
-    """A lazy, all-text view of one landing file, numbered by data record."""
+    """A lazy, all-text view of one landing file, numbered by data record.
+
+    Columns: the file's own (as text), FIELD_COUNT (CSV only) and SOURCE_ROW.
+    """
     fmt = source_format(path)
     if fmt == "csv":
-        frame = pl.scan_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=True)
+        frame = read_csv_records(path).lazy()
     elif fmt == "parquet":
-        frame = pl.scan_parquet(path)
-        frame = frame.select(pl.all().cast(pl.String))
+        frame = scan_parquet_as_text(path)
+        frame = frame.with_columns(pl.lit(None, pl.Int32).alias(FIELD_COUNT))
     elif fmt == "jsonl":
-        text = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is ignored
-        frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None).lazy()
-        frame = frame.select(pl.all().cast(pl.String))
+        frame = read_jsonl_as_text(path).lazy()
+        frame = frame.with_columns(pl.lit(None, pl.Int32).alias(FIELD_COUNT))
     else:
         raise UsageError(f"{path}: unsupported file type (expected {_supported_list()})")
     return frame.with_row_index(SOURCE_ROW, offset=1).with_columns(
@@ -150,7 +172,7 @@ def stage_source(path: Path, staged: Path) -> tuple[int, list[str]]:
     staged.parent.mkdir(parents=True, exist_ok=True)
     try:
         frame = scan_source(path)
-        header = [name for name in frame.collect_schema().names() if name != SOURCE_ROW]
+        header = [name for name in frame.collect_schema().names() if name not in INTERNAL_COLUMNS]
         frame.sink_parquet(staged, compression="lz4")
         rows = pl.scan_parquet(staged).select(pl.len()).collect().item()
     except (pl.exceptions.PolarsError, UnicodeDecodeError, ValueError, EOFError) as error:
@@ -168,12 +190,17 @@ def describe_read_error(error: BaseException) -> str:
     """One line for the user out of a reader's multi-line message."""
     text = str(error).strip()
     lowered = text.lower()
-    if isinstance(error, pl.exceptions.NoDataError) or "empty csv" in lowered:
+    if isinstance(error, pl.exceptions.NoDataError) or "empty" in lowered:
         return "file is empty (0 bytes or no header): nothing to load"
     if "utf-8" in lowered or "utf8" in lowered or isinstance(error, UnicodeDecodeError):
         return "not valid UTF-8 text; re-export the file as UTF-8"
     if "more fields than defined" in lowered:
         return "a record has more fields than the header; fix the file's quoting or separators"
+    if "malformed" in lowered or "could not parse" in lowered:
+        return (
+            "records could not be told apart: a quote opens and never closes, or a bare quote "
+            "sits inside a field; fix the file's quoting"
+        )
     if "parquet" in lowered:
         return "not a readable Parquet file (corrupt or truncated)"
     if any(word in lowered for word in ("gzip", "deflate", "decompress", "end of file")):

@@ -160,7 +160,12 @@ def generate_sales(
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     _check_day_args(rows_per_day, seed, dirty_ratio)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"{out_dir}: cannot write files there ({error.strerror or error})"
+        ) from None
     paths = []
     for offset in range(days):
         day = start + datetime.timedelta(days=offset)

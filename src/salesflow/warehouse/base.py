@@ -5,9 +5,11 @@ A destination is a plug-in (DuckDB now, PostgreSQL later): the flow speaks only 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
-from salesflow.errors import ReconciliationError
+from salesflow.errors import ReconciliationError, RejectThresholdError
 from salesflow.manifest import BatchManifest, BatchOutcome
 
 # The daily_sales mart, recomputed for the order dates a load touched.
@@ -40,11 +42,16 @@ class Warehouse(Protocol):
     def loaded_sha256(self, batch_id: str) -> str | None:
         """sha256 of the source whose rows are loaded for this batch, if any."""
 
-    def load_batch(self, manifest: BatchManifest, flow_run_id: str | None) -> BatchOutcome:
+    def load_batch(
+        self, manifest: BatchManifest, flow_run_id: str | None, policy: LoadPolicy | None = None
+    ) -> BatchOutcome:
         """Replace the batch's rows atomically, reconcile, refresh marts, record the batch."""
 
     def record_outcome(self, outcome: BatchOutcome) -> None:
         """Record a failed or skipped batch without touching its loaded rows."""
+
+    def loaded_duplicates(self, manifest: BatchManifest) -> list[int]:
+        """Source rows of a transformed batch that other batches already loaded (a dry run)."""
 
     def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a read-only query."""
@@ -53,20 +60,74 @@ class Warehouse(Protocol):
         """A checksum of a table's content, in its natural key order."""
 
 
-def reconcile(manifest: BatchManifest, loaded: int, rejected: int, amount: Any) -> None:
-    """Fail the batch unless what the warehouse holds matches what the pipeline counted."""
+@dataclass(frozen=True)
+class Observed:
+    """What the warehouse holds for a batch inside its load transaction, before commit."""
+
+    rows_loaded: int
+    rows_rejected: int
+    amount_loaded: Decimal
+    amount_from_raw: Decimal
+    rows_moved: int = 0  # valid rows quarantined as duplicate_in_warehouse at load
+    amount_moved: Decimal = Decimal(0)
+
+
+def reconcile(manifest: BatchManifest, seen: Observed) -> None:
+    """Fail the batch unless what the warehouse holds matches what the pipeline counted, and
+    the money loaded equals the money recomputed independently from the raw text."""
     problems = []
-    if loaded + rejected != manifest.rows_in:
+    if seen.rows_loaded + seen.rows_rejected != manifest.rows_in:
         problems.append(
-            f"rows_in {manifest.rows_in} != rows_loaded {loaded} + rows_rejected {rejected}"
+            f"rows_in {manifest.rows_in} != rows_loaded {seen.rows_loaded} "
+            f"+ rows_rejected {seen.rows_rejected}"
         )
-    if loaded != manifest.rows_valid:
-        problems.append(f"rows_loaded {loaded} != rows validated {manifest.rows_valid}")
-    if rejected != manifest.rows_rejected:
-        problems.append(f"rows_rejected {rejected} != rows quarantined {manifest.rows_rejected}")
-    if amount != manifest.amount:
-        problems.append(f"amount loaded {amount} != amount transformed {manifest.amount}")
+    if seen.rows_loaded != manifest.rows_valid - seen.rows_moved:
+        problems.append(
+            f"rows_loaded {seen.rows_loaded} != rows validated {manifest.rows_valid} "
+            f"- moved at load {seen.rows_moved}"
+        )
+    if seen.rows_rejected != manifest.rows_rejected + seen.rows_moved:
+        problems.append(
+            f"rows_rejected {seen.rows_rejected} != rows quarantined {manifest.rows_rejected} "
+            f"+ moved at load {seen.rows_moved}"
+        )
+    if seen.amount_loaded != manifest.amount - seen.amount_moved:
+        problems.append(
+            f"amount loaded {seen.amount_loaded} != amount transformed {manifest.amount} "
+            f"- moved at load {seen.amount_moved}"
+        )
+    if seen.amount_loaded != seen.amount_from_raw:
+        problems.append(
+            f"amount loaded {seen.amount_loaded} != amount from the raw input "
+            f"{seen.amount_from_raw}"
+        )
     if problems:
         raise ReconciliationError(
             manifest.source, "reconciliation failed, batch not committed: " + "; ".join(problems)
+        )
+
+
+@dataclass(frozen=True)
+class LoadPolicy:
+    """How strict a load is: what share of rejects fails a batch, and cross-batch duplicates."""
+
+    max_reject_share: float = 1.0
+    accept_rejects: bool = False
+    reject_duplicates_in_warehouse: bool = True
+
+    def check_reject_share(
+        self, manifest: BatchManifest, rejected: int, reason_counts: dict[str, int]
+    ) -> None:
+        """Fail the whole batch when too many of its rows were rejected (unless accepted)."""
+        if self.accept_rejects or manifest.rows_in == 0:
+            return
+        share = rejected / manifest.rows_in
+        if share <= self.max_reject_share:
+            return
+        reasons = ", ".join(f"{code} {count}" for code, count in reason_counts.items())
+        raise RejectThresholdError(
+            manifest.source,
+            f"{rejected} of {manifest.rows_in} rows rejected ({share:.1%}, above the "
+            f"{self.max_reject_share:.1%} limit): {reasons}; nothing loaded. See "
+            "`salesflow validate` for the rows, or load anyway with --accept-rejects",
         )

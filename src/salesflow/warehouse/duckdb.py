@@ -15,10 +15,16 @@ from typing import Any, ClassVar
 
 import duckdb
 
-from salesflow.contract import CONTRACT_VERSION, SALES_COLUMNS
+from salesflow.contract import CANONICAL_COLUMNS, CONTRACT_VERSION, SALES_COLUMNS, Reason
 from salesflow.errors import UsageError, WarehouseBusyError
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
-from salesflow.warehouse.base import DAILY_SALES_SELECT, TABLE_KEYS, reconcile
+from salesflow.warehouse.base import (
+    DAILY_SALES_SELECT,
+    TABLE_KEYS,
+    LoadPolicy,
+    Observed,
+    reconcile,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sales (
@@ -81,6 +87,21 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# Staged rows identical in every contract field to a row another batch loaded. Only the dates
+# the batch spans are searched, so the cost follows the batch, not the warehouse.
+_REPEATED_ROWS = (
+    "WITH span AS (SELECT min(order_date) AS first, max(order_date) AS last FROM staged_sales) "
+    "SELECT s.source_row, s.total FROM staged_sales s SEMI JOIN "
+    "(SELECT w.* FROM sales w, span WHERE w.order_date BETWEEN span.first AND span.last "
+    "AND w.batch_id <> ?) w ON "
+    + " AND ".join(f"w.{column} IS NOT DISTINCT FROM s.{column}" for column in CANONICAL_COLUMNS)
+)
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Any:
     row = con.execute(sql, params).fetchone()
     return row[0] if row else None
@@ -102,7 +123,12 @@ class DuckDBWarehouse:
 
     @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(
+                f"{self.location}: cannot create its folder ({error.strerror or error})"
+            ) from None
         try:
             connection = duckdb.connect(self.location)
         except duckdb.IOException as error:
@@ -143,7 +169,10 @@ class DuckDBWarehouse:
         )
         return rows[0][0] if rows else None
 
-    def load_batch(self, manifest: BatchManifest, flow_run_id: str | None) -> BatchOutcome:
+    def load_batch(
+        self, manifest: BatchManifest, flow_run_id: str | None, policy: LoadPolicy | None = None
+    ) -> BatchOutcome:
+        policy = policy or LoadPolicy()
         batch_id = manifest.batch_id
         with self._writer() as con:
             con.execute("BEGIN TRANSACTION")
@@ -154,8 +183,15 @@ class DuckDBWarehouse:
                 con.execute("DELETE FROM sales WHERE batch_id = ?", [batch_id])
                 con.execute("DELETE FROM sales_rejected WHERE batch_id = ?", [batch_id])
                 con.execute(
-                    f"INSERT INTO sales SELECT {', '.join(SALES_COLUMNS)} "
-                    f"FROM read_parquet({_sql_string(str(manifest.sales_path))})"
+                    "CREATE OR REPLACE TEMP TABLE staged_sales AS SELECT * FROM "
+                    f"read_parquet({_sql_string(str(manifest.sales_path))})"
+                )
+                moved, moved_amount = self._quarantine_warehouse_duplicates(
+                    con, manifest, policy.reject_duplicates_in_warehouse
+                )
+                con.execute(
+                    f"INSERT INTO sales SELECT {', '.join(SALES_COLUMNS)} FROM staged_sales "
+                    "ANTI JOIN repeated USING (source_row)"
                 )
                 con.execute(
                     "INSERT INTO sales_rejected SELECT ?, source_row, reasons, raw "
@@ -170,7 +206,26 @@ class DuckDBWarehouse:
                 rejected = _scalar(
                     con, "SELECT count(*) FROM sales_rejected WHERE batch_id = ?", [batch_id]
                 )
-                reconcile(manifest, loaded, rejected, amount)
+                reconcile(
+                    manifest,
+                    Observed(
+                        rows_loaded=loaded,
+                        rows_rejected=rejected,
+                        amount_loaded=amount,
+                        amount_from_raw=self._amount_from_raw(con, manifest),
+                        rows_moved=moved,
+                        amount_moved=moved_amount,
+                    ),
+                )
+                reason_counts = dict(
+                    con.execute(
+                        "SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason "
+                        "FROM sales_rejected WHERE batch_id = ?) GROUP BY reason "
+                        "ORDER BY count(*) DESC, reason",
+                        [batch_id],
+                    ).fetchall()
+                )
+                policy.check_reject_share(manifest, rejected, reason_counts)
                 self._refresh_daily_sales(
                     con, [row[0] for row in old_dates] + list(new_dates or [])
                 )
@@ -183,7 +238,7 @@ class DuckDBWarehouse:
                     rows_loaded=loaded,
                     rows_rejected=rejected,
                     amount_loaded=amount,
-                    reason_counts=manifest.reason_counts,
+                    reason_counts=reason_counts,
                     started_at=manifest.started_at,
                     finished_at=datetime.now(UTC),
                     flow_run_id=flow_run_id,
@@ -194,7 +249,58 @@ class DuckDBWarehouse:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            finally:
+                con.execute("DROP TABLE IF EXISTS staged_sales; DROP TABLE IF EXISTS repeated")
         return outcome
+
+    @staticmethod
+    def _quarantine_warehouse_duplicates(
+        con: duckdb.DuckDBPyConnection, manifest: BatchManifest, enabled: bool
+    ) -> tuple[int, Any]:
+        """Move staged rows identical to rows other batches loaded into `sales_rejected`.
+
+        Runs inside the load's transaction, after the batch's own old rows are gone, so it sees
+        exactly what other batches hold; commits are serialised, so there is no race.
+        Leaves the TEMP table `repeated` (source_row, total) for the caller's anti-join.
+        """
+        if not enabled:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE repeated (source_row BIGINT, total DECIMAL(18,4))"
+            )
+            return 0, 0
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE repeated AS {_REPEATED_ROWS}", [manifest.batch_id]
+        )
+        moved, moved_amount = con.execute(
+            "SELECT count(*), coalesce(sum(total), 0) FROM repeated"
+        ).fetchone() or (0, 0)
+        if moved:
+            record = ", ".join(
+                f"{_sql_string(name)}: r.{_identifier(name)}" for name in manifest.header
+            )
+            con.execute(
+                "INSERT INTO sales_rejected SELECT ?, r.__source_row, "
+                f"[{_sql_string(str(Reason.DUPLICATE_IN_WAREHOUSE))}], to_json({{{record}}}) "
+                f"FROM read_parquet({_sql_string(str(manifest.raw_path))}) r "
+                "SEMI JOIN repeated ON repeated.source_row = r.__source_row",
+                [manifest.batch_id],
+            )
+        return moved, moved_amount
+
+    @staticmethod
+    def _amount_from_raw(con: duckdb.DuckDBPyConnection, manifest: BatchManifest) -> Any:
+        """Money of the loaded rows recomputed by DuckDB from the raw text, not from Polars."""
+        quantity = _identifier(manifest.column_map["quantity"])
+        price = _identifier(manifest.column_map["unit_price"])
+        return _scalar(
+            con,
+            f"SELECT coalesce(sum(CAST(trim(r.{quantity}) AS DECIMAL(18, 0)) "
+            f"* CAST(trim(r.{price}) AS DECIMAL(18, 4))), 0) "
+            f"FROM read_parquet({_sql_string(str(manifest.raw_path))}) r "
+            "SEMI JOIN (SELECT source_row FROM sales WHERE batch_id = ?) s "
+            "ON s.source_row = r.__source_row",
+            [manifest.batch_id],
+        )
 
     @staticmethod
     def _refresh_daily_sales(con: duckdb.DuckDBPyConnection, dates: list[Any]) -> None:
@@ -257,6 +363,23 @@ class DuckDBWarehouse:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
+    def loaded_duplicates(self, manifest: BatchManifest) -> list[int]:
+        """Dry run of the load's cross-batch duplicate check: the source rows it would move."""
+        if not self.path.exists():
+            return []
+        with self._connect() as con:
+            tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+            if "sales" not in tables:
+                return []
+            con.execute(
+                "CREATE TEMP TABLE staged_sales AS SELECT * FROM "
+                f"read_parquet({_sql_string(str(manifest.sales_path))})"
+            )
+            rows = con.execute(
+                f"SELECT source_row FROM ({_REPEATED_ROWS}) ORDER BY 1", [manifest.batch_id]
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._connect() as con:

@@ -23,10 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from salesflow import __version__
+from salesflow.backfill import Reprocess
 from salesflow.config import CONFIG_FILE_ENV, Settings, load_settings
-from salesflow.errors import BatchError, SalesflowError, UsageError
+from salesflow.errors import BatchError, PrefectUnavailableError, SalesflowError, UsageError
 
 if TYPE_CHECKING:
+    from salesflow.backfill import DayPlan
+    from salesflow.flows.backfill import DayResult
     from salesflow.flows.etl import RunSummary
     from salesflow.warehouse.base import Warehouse
 
@@ -56,6 +59,8 @@ def _quiet_prefect(verbose: bool) -> None:
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL"
     )
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    # Several runs starting at once on a busy machine each start an ephemeral API: give it time.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 @contextmanager
@@ -207,7 +212,14 @@ def _run_with_progress(
 
         progress.update(bar, description="starting Prefect")
         with on_batch_finished(advance):
-            return run_etl(files, settings, force=force, accept_rejects=accept_rejects)
+            try:
+                return run_etl(files, settings, force=force, accept_rejects=accept_rejects)
+            except RuntimeError as error:
+                if "Prefect API" not in str(error):
+                    raise
+                raise PrefectUnavailableError(
+                    f"{error} Retry, or start a server and set PREFECT_API_URL (see the README)."
+                ) from None
 
 
 def _progress() -> Progress:
@@ -407,15 +419,12 @@ def query(
     """Run a read-only SQL query against the warehouse and show the result as a table."""
     import duckdb
 
+    from salesflow.warehouse import DuckDBWarehouse
+
     with _user_errors():
         settings = _settings(warehouse=warehouse)
-        path = settings.warehouse_path
-        if not path.exists():
-            raise UsageError(
-                f"{path}: no warehouse yet; run `salesflow run` or `salesflow demo` first"
-            )
         try:
-            with duckdb.connect(str(path), read_only=True) as con:
+            with DuckDBWarehouse(settings.warehouse_path).reader() as con:
                 cursor = con.execute(sql)
                 names = [column[0] for column in cursor.description or []]
                 rows = cursor.fetchmany(limit)
@@ -425,6 +434,120 @@ def query(
         for row in rows:
             table.add_row(*("" if value is None else str(value) for value in row))
         console.print(table)
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.", metavar="DATE")],
+    end: Annotated[str, typer.Option(help="Last day (inclusive), YYYY-MM-DD.", metavar="DATE")],
+    landing: Annotated[
+        Path | None,
+        typer.Option(help="Folder of daily files (names carry YYYY-MM-DD). Default: landing_dir."),
+    ] = None,
+    reprocess: Annotated[
+        Reprocess,
+        typer.Option(
+            help="missing: days not loaded yet; failed: days that failed; all: every day."
+        ),
+    ] = Reprocess.MISSING,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan and change nothing.")
+    ] = False,
+    warehouse: Annotated[str | None, typer.Option(help="DuckDB warehouse file.")] = None,
+    max_days_in_flight: Annotated[
+        int | None, typer.Option(help="Days loaded at once (default 2).", min=1)
+    ] = None,
+) -> None:
+    """Load a range of days, one salesflow-etl flow run per day, under one backfill flow run.
+
+    The plan comes from the warehouse's batches table: interrupted (Ctrl-C, a kill), the same
+    command continues where it stopped. Exit code 1 when any day or batch failed.
+    """
+    from salesflow.backfill import plan_backfill
+    from salesflow.warehouse import open_warehouse
+
+    with _user_errors():
+        settings = _settings(warehouse=warehouse, max_days_in_flight=max_days_in_flight)
+        first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
+        plan = plan_backfill(
+            landing or settings.landing_dir,
+            first,
+            last,
+            reprocess,
+            open_warehouse(str(settings.warehouse_path)),
+        )
+        _print_plan(plan)
+        days = {entry.day: list(entry.files) for entry in plan if entry.run}
+        if dry_run or not days:
+            console.print("dry run: nothing changed" if dry_run else "nothing to do")
+            return
+        results = _backfill_with_progress(days, settings, force=reprocess == Reprocess.ALL)
+        failed = _print_backfill(results)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_plan(plan: list[DayPlan]) -> None:
+    table = Table(title="backfill plan", title_justify="left")
+    for column in ("day", "files", "in warehouse", "action"):
+        table.add_column(column, no_wrap=True)
+    for entry in plan:
+        table.add_row(
+            entry.day.isoformat(),
+            str(len(entry.files)),
+            entry.state,
+            "[bold]run[/]" if entry.run else "skip",
+        )
+    console.print(table)
+
+
+def _backfill_with_progress(
+    days: dict[date, list[Path]], settings: Settings, force: bool
+) -> list[DayResult]:
+    from salesflow.flows.backfill import on_day_finished, run_backfill
+
+    with _progress() as progress:
+        bar = progress.add_task("days", total=len(days))
+
+        def advance(result: DayResult) -> None:
+            progress.update(bar, advance=1, description=f"{result.day} done")
+
+        progress.update(bar, description="starting Prefect")
+        with on_day_finished(advance):
+            return run_backfill(days, settings, force=force)
+
+
+def _print_backfill(results: list[DayResult]) -> bool:
+    """The summary table; True when anything failed."""
+    from salesflow.manifest import BatchStatus
+
+    table = Table(title="backfill", title_justify="left")
+    table.add_column("day")
+    for column in ("loaded", "unchanged", "failed", "rows in", "rows loaded", "rejected"):
+        table.add_column(column, justify="right")
+    table.add_column("error")
+    failed = False
+    for result in results:
+        summary = result.summary
+        if summary is None:
+            failed = True
+            table.add_row(
+                result.day.isoformat(), "", "", "", "", "", "", _shorten(result.error or "")
+            )
+            continue
+        failed = failed or bool(summary.failed)
+        table.add_row(
+            result.day.isoformat(),
+            str(summary.count(BatchStatus.LOADED)),
+            str(summary.count(BatchStatus.SKIPPED)),
+            str(summary.count(BatchStatus.FAILED)),
+            f"{summary.rows_in:,}",
+            f"{summary.rows_loaded:,}",
+            f"{summary.rows_rejected:,}",
+            _shorten("; ".join(o.error or "" for o in summary.failed), 40),
+        )
+    console.print(table)
+    return failed
 
 
 @app.command()

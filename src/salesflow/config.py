@@ -83,11 +83,15 @@ class Settings(BaseSettings):
     max_workers: int = Field(
         default_factory=_default_workers, gt=0, description="Batches processed at once."
     )
+    max_days_in_flight: int = Field(2, gt=0, description="Days a backfill runs at once.")
     retries: int = Field(3, ge=0, description="Retries of extract/load on transient errors.")
     retry_delay_seconds: float = Field(
         1.0, ge=0, description="First retry delay; doubles each retry, with jitter."
     )
     demo_dir: Path = Field(Path("salesflow-demo"), description="Where `salesflow demo` works.")
+    landing_dir: Path = Field(
+        Path("landing"), description="Folder of daily files that `salesflow backfill` reads."
+    )
 
     @field_validator("regions", mode="before")
     @classmethod

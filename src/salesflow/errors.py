@@ -58,3 +58,7 @@ class TransientError(SalesflowError):
 
 class WarehouseBusyError(TransientError):
     """Another process holds the warehouse's write lock."""
+
+
+class PrefectUnavailableError(TransientError):
+    """Prefect's API (ephemeral or a server) could not be reached or started."""

@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 
 from salesflow.errors import UsageError
+from salesflow.warehouse import DuckDBWarehouse
 
 # A cell starting with one of these is taken as a formula by Excel, LibreOffice and Sheets.
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -21,8 +22,6 @@ def read_rejects(
     warehouse: Path, batch: str | None = None, reason: str | None = None
 ) -> pl.DataFrame:
     """Rejected rows, optionally of one batch and/or carrying one reason, in source order."""
-    if not warehouse.exists():
-        raise UsageError(f"{warehouse}: no warehouse yet; run `salesflow run` first")
     conditions = ["TRUE"]
     params: list[str] = []
     if batch is not None:
@@ -32,7 +31,7 @@ def read_rejects(
         conditions.append("list_contains(reasons, ?)")
         params.append(reason)
     try:
-        with duckdb.connect(str(warehouse), read_only=True) as con:
+        with DuckDBWarehouse(warehouse).reader() as con:
             relation: Any = con.sql(
                 "SELECT batch_id, source_row, reasons, raw FROM sales_rejected "
                 f"WHERE {' AND '.join(conditions)} ORDER BY batch_id, source_row",

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from salesflow import stages
 from salesflow.config import Settings, load_settings
 from salesflow.flows.artifacts import publish_run_artifacts
+from salesflow.flows.hooks import record_run
 from salesflow.flows.tasks import (
     extract_batch,
     load_batch,
@@ -90,7 +91,13 @@ class RunSummary(BaseModel):
         return sum(loaded, Decimal(0))
 
 
-@flow(name=FLOW_NAME, persist_result=False)
+@flow(
+    name=FLOW_NAME,
+    persist_result=False,
+    on_completion=[record_run],
+    on_failure=[record_run],
+    on_crashed=[record_run],
+)
 def etl_flow(
     sources: list[Path],
     warehouse: str | None = None,

@@ -6,6 +6,7 @@ A destination is a plug-in (DuckDB now, PostgreSQL later): the flow speaks only 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ TABLE_KEYS: dict[str, str] = {
     "sales_rejected": "batch_id, source_row",
     "daily_sales": "order_date, region, category",
     "batches": "batch_id",
+    "runs": "flow_run_id",
 }
 
 
@@ -52,6 +54,16 @@ class Warehouse(Protocol):
 
     def loaded_duplicates(self, manifest: BatchManifest) -> list[int]:
         """Source rows of a transformed batch that other batches already loaded (a dry run)."""
+
+    def record_run(
+        self,
+        flow_run_id: str,
+        flow_name: str,
+        state: str,
+        started_at: datetime | None,
+        message: str | None,
+    ) -> None:
+        """Write a flow run's record to `runs`, with counts from its batches."""
 
     def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a read-only query."""

@@ -6,7 +6,10 @@ file is reported as WarehouseBusyError, which the load task retries.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -66,6 +69,22 @@ CREATE TABLE IF NOT EXISTS batches (
     finished_at       TIMESTAMPTZ NOT NULL,
     flow_run_id       VARCHAR
 );
+CREATE TABLE IF NOT EXISTS runs (
+    flow_run_id    VARCHAR NOT NULL,
+    flow_name      VARCHAR NOT NULL,
+    state          VARCHAR NOT NULL,
+    started_at     TIMESTAMPTZ,
+    finished_at    TIMESTAMPTZ NOT NULL,
+    batches        BIGINT NOT NULL,
+    loaded         BIGINT NOT NULL,
+    skipped        BIGINT NOT NULL,
+    failed         BIGINT NOT NULL,
+    rows_in        BIGINT NOT NULL,
+    rows_loaded    BIGINT NOT NULL,
+    rows_rejected  BIGINT NOT NULL,
+    amount_loaded  DECIMAL(38, 4) NOT NULL,
+    message        VARCHAR
+);
 CREATE TABLE IF NOT EXISTS daily_sales (
     order_date     DATE NOT NULL,
     region         VARCHAR NOT NULL,
@@ -102,6 +121,35 @@ def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+LOCK_WAIT_SECONDS = 600.0
+
+
+@contextmanager
+def _file_lock(lock_path: Path, wait_seconds: float) -> Iterator[None]:
+    """Serialise every salesflow process's use of one DuckDB file.
+
+    DuckDB lets only one process open a file at a time; without this, overlapping runs would
+    fail each other with lock errors instead of taking turns. The lock dies with its process.
+    """
+    deadline = time.monotonic() + wait_seconds
+    with lock_path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WarehouseBusyError(
+                        f"{lock_path}: another salesflow process kept the warehouse for "
+                        f"{wait_seconds:.0f} s"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Any:
     row = con.execute(sql, params).fetchone()
     return row[0] if row else None
@@ -129,8 +177,27 @@ class DuckDBWarehouse:
             raise UsageError(
                 f"{self.location}: cannot create its folder ({error.strerror or error})"
             ) from None
+        with self._turn(), self._open(read_only=False) as connection:
+            yield connection
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection for another process (the CLI's query and rejects): it waits
+        for a running load to commit instead of failing on DuckDB's file lock."""
+        if not self.path.exists():
+            raise UsageError(
+                f"{self.location}: no warehouse yet; run `salesflow run` or `salesflow demo` first"
+            )
+        with self._turn(), self._open(read_only=True) as connection:
+            yield connection
+
+    def _turn(self) -> contextlib.AbstractContextManager[None]:
+        return _file_lock(self.path.with_name(self.path.name + ".lock"), LOCK_WAIT_SECONDS)
+
+    @contextmanager
+    def _open(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         try:
-            connection = duckdb.connect(self.location)
+            connection = duckdb.connect(self.location, read_only=read_only)
         except duckdb.IOException as error:
             if "lock" in str(error).lower():
                 raise WarehouseBusyError(
@@ -359,6 +426,36 @@ class DuckDBWarehouse:
                     )
                 else:
                     self._insert_batch(con, outcome)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def record_run(
+        self,
+        flow_run_id: str,
+        flow_name: str,
+        state: str,
+        started_at: datetime | None,
+        message: str | None,
+    ) -> None:
+        """Write (or rewrite) a flow run's record, its counts taken from its batches."""
+        with self._writer() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute("DELETE FROM runs WHERE flow_run_id = ?", [flow_run_id])
+                con.execute(
+                    "INSERT INTO runs SELECT ?, ?, ?, ?, now(), count(*), "
+                    "count(*) FILTER (WHERE status = 'loaded'), "
+                    "count(*) FILTER (WHERE status = 'skipped'), "
+                    "count(*) FILTER (WHERE status = 'failed'), "
+                    "coalesce(sum(rows_in) FILTER (WHERE status = 'loaded'), 0), "
+                    "coalesce(sum(rows_loaded) FILTER (WHERE status = 'loaded'), 0), "
+                    "coalesce(sum(rows_rejected) FILTER (WHERE status = 'loaded'), 0), "
+                    "coalesce(sum(amount_loaded) FILTER (WHERE status = 'loaded'), 0), ? "
+                    "FROM batches WHERE flow_run_id = ?",
+                    [flow_run_id, flow_name, state, started_at, message, flow_run_id],
+                )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -28,6 +28,7 @@ class BatchManifest(BaseModel):
     sha256: str
     started_at: datetime
     skipped: bool = Field(False, description="Unchanged since its last load: nothing to do.")
+    force: bool = Field(False, description="Reload even if this content is already loaded.")
     staging_dir: Path | None = None
     header: list[str] = Field(default_factory=list, description="The file's own column names.")
     column_map: dict[str, str] = Field(default_factory=dict)

@@ -43,6 +43,7 @@ def extract(
         source=str(source),
         sha256=_fingerprint(source),
         started_at=started_at,
+        force=force,
     )
     unchanged = (
         warehouse is not None and warehouse.loaded_sha256(manifest.batch_id) == manifest.sha256

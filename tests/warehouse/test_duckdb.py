@@ -215,3 +215,22 @@ def test_a_file_that_is_not_a_duckdb_database_is_a_usage_error(tmp_path: Path) -
 def test_checksum_is_refused_for_unknown_tables(warehouse: DuckDBWarehouse) -> None:
     with pytest.raises(ValueError, match="no checksum defined"):
         warehouse.table_checksum("sales; DROP TABLE sales")
+
+
+def test_content_another_run_loaded_meanwhile_is_skipped_not_loaded_twice(
+    warehouse: DuckDBWarehouse, day_file: Path, tmp_path: Path
+) -> None:
+    # Two runs both extracted the file before either committed; the second commit is a skip.
+    first = staged(day_file, tmp_path / "first").model_copy(update={"force": False})
+    second = staged(day_file, tmp_path / "second").model_copy(update={"force": False})
+    warehouse.load_batch(first, "run-1")
+    before = checksums(warehouse)
+
+    outcome = warehouse.load_batch(second, "run-2")
+
+    assert outcome.status == BatchStatus.SKIPPED
+    after = checksums(warehouse)
+    assert {t: after[t] for t in TABLES} == {t: before[t] for t in TABLES}
+    assert warehouse.fetch("SELECT status, rows_loaded, flow_run_id FROM batches") == [
+        ("skipped", 4, "run-2")
+    ]

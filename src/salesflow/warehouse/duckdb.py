@@ -244,6 +244,21 @@ class DuckDBWarehouse:
         with self._writer() as con:
             con.execute("BEGIN TRANSACTION")
             try:
+                if not manifest.force and self._holds(con, batch_id, manifest.sha256):
+                    # Another run loaded this very content since our extract looked: loading
+                    # it again would do nothing but churn, so this attempt is a skip.
+                    skipped = BatchOutcome(
+                        batch_id=batch_id,
+                        source=manifest.source,
+                        sha256=manifest.sha256,
+                        status=BatchStatus.SKIPPED,
+                        started_at=manifest.started_at,
+                        finished_at=datetime.now(UTC),
+                        flow_run_id=flow_run_id,
+                    )
+                    self._record_attempt(con, skipped)
+                    con.execute("COMMIT")
+                    return skipped
                 old_dates = con.execute(
                     "SELECT DISTINCT order_date FROM sales WHERE batch_id = ?", [batch_id]
                 ).fetchall()
@@ -319,6 +334,17 @@ class DuckDBWarehouse:
             finally:
                 con.execute("DROP TABLE IF EXISTS staged_sales; DROP TABLE IF EXISTS repeated")
         return outcome
+
+    @staticmethod
+    def _holds(con: duckdb.DuckDBPyConnection, batch_id: str, sha256: str) -> bool:
+        return bool(
+            _scalar(
+                con,
+                "SELECT count(*) FROM batches WHERE batch_id = ? AND sha256 = ? "
+                "AND rows_in IS NOT NULL AND status IN ('loaded', 'skipped')",
+                [batch_id, sha256],
+            )
+        )
 
     @staticmethod
     def _quarantine_warehouse_duplicates(
@@ -408,28 +434,30 @@ class DuckDBWarehouse:
         with self._writer() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                exists = _scalar(
-                    con, "SELECT count(*) FROM batches WHERE batch_id = ?", [outcome.batch_id]
-                )
-                if exists:
-                    con.execute(
-                        "UPDATE batches SET status = ?, error = ?, started_at = ?, "
-                        "finished_at = ?, flow_run_id = ? WHERE batch_id = ?",
-                        [
-                            str(outcome.status),
-                            outcome.error,
-                            outcome.started_at,
-                            outcome.finished_at,
-                            outcome.flow_run_id,
-                            outcome.batch_id,
-                        ],
-                    )
-                else:
-                    self._insert_batch(con, outcome)
+                self._record_attempt(con, outcome)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
+    def _record_attempt(self, con: duckdb.DuckDBPyConnection, outcome: BatchOutcome) -> None:
+        """Status, error, times and run of the latest attempt; loaded rows and counts stay."""
+        exists = _scalar(con, "SELECT count(*) FROM batches WHERE batch_id = ?", [outcome.batch_id])
+        if not exists:
+            self._insert_batch(con, outcome)
+            return
+        con.execute(
+            "UPDATE batches SET status = ?, error = ?, started_at = ?, finished_at = ?, "
+            "flow_run_id = ? WHERE batch_id = ?",
+            [
+                str(outcome.status),
+                outcome.error,
+                outcome.started_at,
+                outcome.finished_at,
+                outcome.flow_run_id,
+                outcome.batch_id,
+            ],
+        )
 
     def record_run(
         self,

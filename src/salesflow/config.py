@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     )
     max_days_in_flight: int = Field(2, gt=0, description="Days a backfill runs at once.")
     retries: int = Field(3, ge=0, description="Retries of extract/load on transient errors.")
+    task_timeout_seconds: float = Field(
+        3600, gt=0, description="Time limit of extract, validate and transform tasks."
+    )
+    load_timeout_seconds: float = Field(
+        1800, gt=0, description="Time limit of one batch's load; the database interrupts it."
+    )
     retry_delay_seconds: float = Field(
         1.0, ge=0, description="First retry delay; doubles each retry, with jitter."
     )

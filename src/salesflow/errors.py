@@ -48,6 +48,10 @@ class ReconciliationError(BatchError):
     """Counts or money of a batch do not add up; the batch is not committed."""
 
 
+class LoadTimeoutError(BatchError):
+    """The load ran past its time limit; the database interrupted and rolled it back."""
+
+
 class RejectThresholdError(BatchError):
     """Too large a share of a batch's rows was rejected; nothing of it is loaded."""
 

@@ -234,3 +234,21 @@ def test_content_another_run_loaded_meanwhile_is_skipped_not_loaded_twice(
     assert warehouse.fetch("SELECT status, rows_loaded, flow_run_id FROM batches") == [
         ("skipped", 4, "run-2")
     ]
+
+
+def test_a_load_past_its_time_limit_is_interrupted_and_rolled_back(
+    warehouse: DuckDBWarehouse, day_file: Path, tmp_path: Path
+) -> None:
+    from salesflow.errors import LoadTimeoutError
+    from salesflow.sources.generator import generate_sales
+    from salesflow.warehouse.base import LoadPolicy
+
+    warehouse.load_batch(staged(day_file, tmp_path / "first"), "run-1")
+    before = checksums(warehouse)
+    (big,) = generate_sales(tmp_path / "big", date(2024, 3, 1), 1, 200_000, seed=3)
+    manifest = staged(big, tmp_path / "second")
+
+    with pytest.raises(LoadTimeoutError, match=r"longer than 0\.01 s and was rolled back"):
+        warehouse.load_batch(manifest, "run-2", LoadPolicy(timeout_seconds=0.01))
+
+    assert checksums(warehouse) == before

@@ -124,6 +124,7 @@ def etl_flow(
             max_reject_share=settings.max_reject_share,
             accept_rejects=accept_rejects,
             reject_duplicates_in_warehouse=settings.reject_duplicates_in_warehouse,
+            timeout_seconds=settings.load_timeout_seconds,
         )
         outcomes = _run_batches(files, location, force, settings, staging_root, run_id, policy)
     finally:
@@ -162,7 +163,10 @@ def _run_batches(
     keeps a row that two files share, say), so two runs over the same input end identical.
     """
     retry = _retry_options(settings)
-    extract = extract_batch.with_options(**retry)
+    limit = settings.task_timeout_seconds
+    extract = extract_batch.with_options(**retry, timeout_seconds=limit)
+    validate = validate_batch.with_options(timeout_seconds=limit)
+    transform = transform_batch.with_options(timeout_seconds=limit)
     load = load_batch.with_options(**retry)
     record = record_failure.with_options(**retry)
     rules = ValidationRules.from_settings(settings)
@@ -212,9 +216,9 @@ def _run_batches(
                 stages.discard_staging(staging_root / step.source.name)
                 in_flight[record.submit(failure, location)] = step.next("record", failure)
         elif step.stage == "extract":
-            in_flight[validate_batch.submit(future.result(), rules)] = step.next("validate")
+            in_flight[validate.submit(future.result(), rules)] = step.next("validate")
         elif step.stage == "validate":
-            in_flight[transform_batch.submit(future.result(), bands)] = step.next("transform")
+            in_flight[transform.submit(future.result(), bands)] = step.next("transform")
         elif step.stage == "transform":
             ready[step.position] = (step, future.result())
         else:

@@ -126,6 +126,7 @@ class LoadPolicy:
     max_reject_share: float = 1.0
     accept_rejects: bool = False
     reject_duplicates_in_warehouse: bool = True
+    timeout_seconds: float | None = None  # the database interrupts a load running longer
 
     def check_reject_share(
         self, manifest: BatchManifest, rejected: int, reason_counts: dict[str, int]

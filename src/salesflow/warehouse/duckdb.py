@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import duckdb
 
 from salesflow.contract import CANONICAL_COLUMNS, CONTRACT_VERSION, SALES_COLUMNS, Reason
-from salesflow.errors import UsageError, WarehouseBusyError
+from salesflow.errors import LoadTimeoutError, UsageError, WarehouseBusyError
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
@@ -150,6 +150,24 @@ def _file_lock(lock_path: Path, wait_seconds: float) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def _interrupt_after(con: duckdb.DuckDBPyConnection, seconds: float | None) -> Iterator[None]:
+    """A statement timeout DuckDB lacks: interrupt the connection when time is up.
+
+    Prefect cannot stop a synchronous task running in a worker thread; the database can.
+    """
+    if seconds is None:
+        yield
+        return
+    timer = threading.Timer(seconds, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Any:
     row = con.execute(sql, params).fetchone()
     return row[0] if row else None
@@ -241,7 +259,7 @@ class DuckDBWarehouse:
     ) -> BatchOutcome:
         policy = policy or LoadPolicy()
         batch_id = manifest.batch_id
-        with self._writer() as con:
+        with self._writer() as con, _interrupt_after(con, policy.timeout_seconds):
             con.execute("BEGIN TRANSACTION")
             try:
                 if not manifest.force and self._holds(con, batch_id, manifest.sha256):
@@ -328,6 +346,13 @@ class DuckDBWarehouse:
                 con.execute("DELETE FROM batches WHERE batch_id = ?", [batch_id])
                 self._insert_batch(con, outcome)
                 con.execute("COMMIT")
+            except duckdb.InterruptException:
+                con.execute("ROLLBACK")
+                raise LoadTimeoutError(
+                    manifest.source,
+                    f"load took longer than {policy.timeout_seconds} s and was rolled back; "
+                    "raise load_timeout_seconds or split the file",
+                ) from None
             except BaseException:
                 con.execute("ROLLBACK")
                 raise

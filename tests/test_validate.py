@@ -340,7 +340,7 @@ def test_default_settings_give_the_default_rules_with_a_day_of_tolerance() -> No
             "Europe/Madrid",
             0,
             dt.datetime(2024, 1, 1, 23, 30, tzinfo=dt.UTC),
-            dt.datetime(2024, 1, 2, 0, 30),
+            dt.datetime(2024, 1, 2, 1, 0),  # 00:30 Madrid, counted from the next whole hour
         ),
         (
             "UTC",
@@ -350,7 +350,7 @@ def test_default_settings_give_the_default_rules_with_a_day_of_tolerance() -> No
         ),
     ],
 )
-def test_not_after_is_now_in_the_shop_time_zone_plus_the_tolerance(
+def test_not_after_is_the_next_whole_hour_in_the_shop_time_zone_plus_the_tolerance(
     timezone: str, tolerance: float, now: dt.datetime, not_after: dt.datetime
 ) -> None:
     configured = Settings(timezone=timezone, future_tolerance_hours=tolerance)
@@ -365,7 +365,9 @@ def test_now_defaults_to_the_current_time() -> None:
 
     after = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     assert rules.not_after is not None
-    assert before + dt.timedelta(hours=24) <= rules.not_after <= after + dt.timedelta(hours=24)
+    assert rules.not_after.minute == rules.not_after.second == rules.not_after.microsecond == 0
+    latest = after + dt.timedelta(hours=25)
+    assert before + dt.timedelta(hours=24) <= rules.not_after <= latest
 
 
 def test_unset_regions_accept_any_region() -> None:

@@ -181,6 +181,12 @@ def run(
             help="Load batches even when they reject more than max_reject_share of their rows.",
         ),
     ] = False,
+    refresh_cache: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-cache", help="Recompute stage results instead of reusing cached ones."
+        ),
+    ] = False,
 ) -> None:
     """Load landing files into the warehouse through the [bold]salesflow-etl[/] Prefect flow.
 
@@ -189,7 +195,7 @@ def run(
     """
     with _user_errors():
         settings = _settings(warehouse=warehouse, max_workers=max_workers)
-        summary = _run_with_progress(paths, settings, force, accept_rejects)
+        summary = _run_with_progress(paths, settings, force, accept_rejects, refresh_cache)
         _print_run(summary)
         for outcome in summary.failed:
             errors.print(f"[bold red]failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
@@ -198,7 +204,11 @@ def run(
 
 
 def _run_with_progress(
-    paths: list[Path], settings: Settings, force: bool, accept_rejects: bool = False
+    paths: list[Path],
+    settings: Settings,
+    force: bool,
+    accept_rejects: bool = False,
+    refresh_cache: bool = False,
 ) -> RunSummary:
     from salesflow.flows.etl import on_batch_finished, run_etl
     from salesflow.sources.files import discover_sources
@@ -213,7 +223,13 @@ def _run_with_progress(
         progress.update(bar, description="starting Prefect")
         with on_batch_finished(advance):
             try:
-                return run_etl(files, settings, force=force, accept_rejects=accept_rejects)
+                return run_etl(
+                    files,
+                    settings,
+                    force=force,
+                    accept_rejects=accept_rejects,
+                    refresh_cache=refresh_cache,
+                )
             except RuntimeError as error:
                 if "Prefect API" not in str(error):
                     raise

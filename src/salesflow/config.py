@@ -84,6 +84,14 @@ class Settings(BaseSettings):
         default_factory=_default_workers, gt=0, description="Batches processed at once."
     )
     max_days_in_flight: int = Field(2, gt=0, description="Days a backfill runs at once.")
+    result_storage: str | None = Field(
+        None,
+        description="Where stage results (small manifests) are kept: a folder or any fsspec "
+        "URL; default <data_dir>/results.",
+    )
+    cache_hours: float = Field(
+        168, gt=0, description="How long cached stage results and staged files are reused."
+    )
     retries: int = Field(3, ge=0, description="Retries of extract/load on transient errors.")
     task_timeout_seconds: float = Field(
         3600, gt=0, description="Time limit of extract, validate and transform tasks."

@@ -66,3 +66,7 @@ class WarehouseBusyError(TransientError):
 
 class PrefectUnavailableError(TransientError):
     """Prefect's API (ephemeral or a server) could not be reached or started."""
+
+
+class StaleStagingError(TransientError):
+    """A cached stage result names staged files that no longer exist; the batch is redone."""

@@ -14,7 +14,13 @@ from pathlib import Path
 import polars as pl
 
 from salesflow.contract import Reason
-from salesflow.errors import BatchError, SalesflowError, TransientError, UnreadableSourceError
+from salesflow.errors import (
+    BatchError,
+    SalesflowError,
+    StaleStagingError,
+    TransientError,
+    UnreadableSourceError,
+)
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
 from salesflow.sources.files import file_sha256, map_columns, stage_source
 from salesflow.transform import TicketBands, transform_batch
@@ -26,6 +32,42 @@ from salesflow.validate import (
 )
 from salesflow.warehouse.base import LoadPolicy, Warehouse
 
+# Declared version of the stage code: part of every cache key, so a change to how batches are
+# read, validated or transformed never reuses results of the old code. Bump it with such changes.
+CODE_VERSION = "2"
+
+
+def plan(source: Path, warehouse: Warehouse | None = None, force: bool = False) -> BatchManifest:
+    """Fingerprint a landing file and decide from the warehouse whether it needs loading.
+
+    Never cached: the warehouse's `batches` table, not a cache, says what is loaded. Without a
+    warehouse (a dry run) nothing is skipped.
+    """
+    manifest = BatchManifest(
+        batch_id=source.name,
+        source=str(source),
+        sha256=_fingerprint(source),
+        started_at=datetime.now(UTC),
+        force=force,
+    )
+    unchanged = (
+        warehouse is not None and warehouse.loaded_sha256(manifest.batch_id) == manifest.sha256
+    )
+    return manifest.model_copy(update={"skipped": unchanged and not force})
+
+
+def stage(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
+    """Stage the landing file as text-typed Parquet under `staging_root`."""
+    if manifest.skipped:
+        return manifest
+    source = Path(manifest.source)
+    staged = manifest.model_copy(update={"staging_dir": staging_root / manifest.batch_id})
+    rows_in, header = stage_source(source, staged.raw_path)
+    column_map = map_columns(str(source), header)
+    return staged.model_copy(
+        update={"rows_in": rows_in, "header": header, "column_map": column_map}
+    )
+
 
 def extract(
     source: Path,
@@ -33,30 +75,17 @@ def extract(
     warehouse: Warehouse | None = None,
     force: bool = False,
 ) -> BatchManifest:
-    """Fingerprint a landing file and stage it as text-typed Parquet, unless it is unchanged.
+    """Plan and stage in one step (the dry run and tests use this)."""
+    return stage(plan(source, warehouse, force), staging_root)
 
-    Without a warehouse (a dry run) nothing is ever skipped.
-    """
-    started_at = datetime.now(UTC)
-    manifest = BatchManifest(
-        batch_id=source.name,
-        source=str(source),
-        sha256=_fingerprint(source),
-        started_at=started_at,
-        force=force,
-    )
-    unchanged = (
-        warehouse is not None and warehouse.loaded_sha256(manifest.batch_id) == manifest.sha256
-    )
-    if unchanged and not force:
-        return manifest.model_copy(update={"skipped": True})
-    staging_dir = staging_root / manifest.batch_id
-    staged = manifest.model_copy(update={"staging_dir": staging_dir})
-    rows_in, header = stage_source(source, staged.raw_path)
-    column_map = map_columns(str(source), header)
-    return staged.model_copy(
-        update={"rows_in": rows_in, "header": header, "column_map": column_map}
-    )
+
+def require_staged(manifest: BatchManifest, *paths: Path) -> None:
+    """A cached manifest may name staged files that were cleaned up since: say so plainly."""
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        raise StaleStagingError(
+            f"{manifest.source}: staged files are gone ({missing[0].name}); redoing the batch"
+        )
 
 
 def _fingerprint(source: Path) -> str:
@@ -73,6 +102,7 @@ def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
     """Split the staged batch into valid rows and quarantined rows with reasons."""
     if manifest.skipped:
         return manifest
+    require_staged(manifest, manifest.raw_path)
     raw = pl.read_parquet(manifest.raw_path)
     result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules)
     result.valid.write_parquet(manifest.valid_path, compression="lz4")
@@ -91,6 +121,7 @@ def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     """Enrich the valid rows into `sales` rows and total their money for reconciliation."""
     if manifest.skipped:
         return manifest
+    require_staged(manifest, manifest.valid_path)
     sales = transform_batch(pl.read_parquet(manifest.valid_path), manifest.batch_id, bands)
     sales.write_parquet(manifest.sales_path, compression="lz4")
     amount = sales.select(pl.col("total").sum()).item() if sales.height else 0
@@ -116,6 +147,7 @@ def load(
         )
         warehouse.record_outcome(outcome)
         return outcome
+    require_staged(manifest, manifest.raw_path, manifest.sales_path, manifest.rejected_path)
     outcome = warehouse.load_batch(manifest, flow_run_id, policy)
     discard_staging(manifest.staging_dir)
     return outcome

@@ -38,7 +38,8 @@ REJECTED_COLUMNS: Final = ("source_row", "reasons", "raw")
 class ValidationRules:
     """The tunable parts of the contract, taken from settings.
 
-    `not_after` is the latest accepted order_ts (naive, shop time); None disables the check.
+    `not_after` is the latest accepted order_ts (naive, shop time, counted from the next whole
+    hour); None disables the check.
     It is fixed by the caller, so validation stays a pure function of its inputs.
     """
 
@@ -56,6 +57,10 @@ class ValidationRules:
         """Rules for a run starting `now` (default: the current time)."""
         zone = ZoneInfo(settings.timezone)
         current = (now or datetime.now(UTC)).astimezone(zone).replace(tzinfo=None)
+        # Up to the next whole hour: the rules, and so the cache keys of validated batches,
+        # hold for an hour, and the check is never stricter than configured.
+        hour = current.replace(minute=0, second=0, microsecond=0)
+        current = hour if hour == current else hour + timedelta(hours=1)
         return cls(
             timezone=settings.timezone,
             max_quantity=settings.max_quantity,

@@ -223,10 +223,11 @@ def test_each_stage_is_linked_to_the_stage_that_fed_it(settings: Settings) -> No
         )
         for run in runs
     }
-    # The warehouse location returned by prepare-warehouse feeds extract and load.
+    # The warehouse location returned by prepare-warehouse feeds plan and load.
     assert upstream == {
         "prepare-warehouse": [],
-        "extract": ["prepare-warehouse"],
+        "plan": ["prepare-warehouse"],
+        "extract": ["plan"],
         "validate": ["extract"],
         "transform": ["validate"],
         "load": ["prepare-warehouse", "transform"],

@@ -7,11 +7,13 @@ previous one finishes, so worker threads never sit waiting on an upstream task.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,11 +28,14 @@ from pydantic import BaseModel
 
 from salesflow import stages
 from salesflow.config import Settings, load_settings
+from salesflow.errors import StaleStagingError
 from salesflow.flows.artifacts import publish_run_artifacts
+from salesflow.flows.caching import result_storage
 from salesflow.flows.hooks import record_run
 from salesflow.flows.tasks import (
     extract_batch,
     load_batch,
+    plan_batch,
     prepare_warehouse,
     record_failure,
     transform_batch,
@@ -103,9 +108,13 @@ def etl_flow(
     warehouse: str | None = None,
     force: bool = False,
     accept_rejects: bool = False,
+    refresh_cache: bool = False,
+    as_of: datetime | None = None,
     settings: Settings | None = None,
 ) -> RunSummary:
     """Load landing files (or directories of them) into the warehouse, one batch per file.
+
+    `as_of` is the time future_date is judged against (default: now), for reproducible reruns.
 
     A batch rejecting more than `max_reject_share` of its rows fails whole unless
     `accept_rejects`.
@@ -115,6 +124,7 @@ def etl_flow(
     files = discover_sources(sources)
     run_id = str(flow_run.id) if flow_run.id else None
     staging_root = (settings.staging_path / (run_id or uuid4().hex)).resolve()
+    _remove_expired_staging(settings.staging_path, timedelta(hours=settings.cache_hours))
     logger = get_run_logger()
     logger.info("run batches=%d warehouse=%s force=%s", len(files), location, force)
     # Passing the returned location on makes prepare-warehouse upstream of extract and load.
@@ -126,9 +136,13 @@ def etl_flow(
             reject_duplicates_in_warehouse=settings.reject_duplicates_in_warehouse,
             timeout_seconds=settings.load_timeout_seconds,
         )
-        outcomes = _run_batches(files, location, force, settings, staging_root, run_id, policy)
+        rules = ValidationRules.from_settings(settings, now=as_of)
+        outcomes = _run_batches(
+            files, location, force, settings, staging_root, run_id, policy, rules, refresh_cache
+        )
     finally:
-        shutil.rmtree(staging_root, ignore_errors=True)
+        # Loaded batches took their staged files with them; a failed batch's stay for the cache.
+        _remove_if_empty(staging_root)
     summary = RunSummary(
         warehouse=location, flow_run_id=run_id, outcomes=[outcomes[path] for path in files]
     )
@@ -156,20 +170,34 @@ def _run_batches(
     staging_root: Path,
     run_id: str | None,
     policy: LoadPolicy,
+    rules: ValidationRules,
+    refresh_cache: bool = False,
 ) -> dict[Path, BatchOutcome]:
     """Pipeline the batches: stages run side by side, commits happen one at a time in file order.
 
     Committing in file order makes the warehouse independent of thread timing (which batch
     keeps a row that two files share, say), so two runs over the same input end identical.
+    A batch whose cached stage results point at staged files that are gone is redone once,
+    with the cache refreshed.
     """
     retry = _retry_options(settings)
     limit = settings.task_timeout_seconds
-    extract = extract_batch.with_options(**retry, timeout_seconds=limit)
-    validate = validate_batch.with_options(timeout_seconds=limit)
-    transform = transform_batch.with_options(timeout_seconds=limit)
+    cached: dict[str, Any] = {
+        "result_storage": result_storage(settings),
+        "cache_expiration": timedelta(hours=settings.cache_hours),
+        "timeout_seconds": limit,
+    }
+    plan = plan_batch.with_options(**retry, timeout_seconds=limit)
+    stages_of = {
+        fresh: (
+            extract_batch.with_options(**retry, **cached, refresh_cache=fresh),
+            validate_batch.with_options(**cached, refresh_cache=fresh),
+            transform_batch.with_options(**cached, refresh_cache=fresh),
+        )
+        for fresh in (False, True)
+    }
     load = load_batch.with_options(**retry)
     record = record_failure.with_options(**retry)
-    rules = ValidationRules.from_settings(settings)
     bands = TicketBands.from_settings(settings)
 
     waiting = deque(enumerate(files))
@@ -182,9 +210,9 @@ def _run_batches(
 
     def start_batches() -> None:
         while waiting and len(in_flight) + len(ready) < max_staged:
-            index, source = waiting.popleft()
-            future = extract.submit(source, staging_root, location, force)
-            in_flight[future] = _Step("extract", index, source, datetime.now(UTC))
+            position, source = waiting.popleft()
+            step = _Step("plan", position, source, datetime.now(UTC), fresh=refresh_cache)
+            in_flight[plan.submit(source, location, force)] = step
 
     def commit_next() -> None:
         nonlocal next_commit
@@ -206,15 +234,25 @@ def _run_batches(
         step = in_flight.pop(future)
         future.wait()  # sets the future's final state; before that `.state` may read a stale one
         state = future.state
+        extract, validate, transform = stages_of[step.fresh]
         if not state.is_completed():
             error = _as_exception(state.result(raise_on_failure=False), state)
-            if step.failure is not None:  # the warehouse could not even record the failure
+            if isinstance(error, StaleStagingError) and not step.fresh and step.planned:
+                redo = step._replace(stage="extract", fresh=True)
+                in_flight[stages_of[True][0].submit(step.planned, staging_root)] = redo
+            elif step.failure is not None:  # the warehouse could not even record the failure
                 note = f"{step.failure.error} (not recorded in batches: {error})"
                 finish(step, step.failure.model_copy(update={"error": note}))
             else:
                 failure = stages.failed_outcome(step.source, error, step.started_at, run_id)
-                stages.discard_staging(staging_root / step.source.name)
                 in_flight[record.submit(failure, location)] = step.next("record", failure)
+        elif step.stage == "plan":
+            planned = future.result()
+            if planned.skipped:
+                ready[step.position] = (step, planned)  # its turn records the skip
+            else:
+                following = step._replace(stage="extract", planned=planned)
+                in_flight[extract.submit(planned, staging_root)] = following
         elif step.stage == "extract":
             in_flight[validate.submit(future.result(), rules)] = step.next("validate")
         elif step.stage == "validate":
@@ -236,9 +274,26 @@ class _Step(NamedTuple):
     source: Path
     started_at: datetime
     failure: BatchOutcome | None = None  # set while recording a failure
+    planned: BatchManifest | None = None  # the plan, to redo the batch if staging is stale
+    fresh: bool = False  # stage results recomputed rather than taken from the cache
 
     def next(self, stage: str, failure: BatchOutcome | None = None) -> _Step:
         return self._replace(stage=stage, failure=failure)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _remove_expired_staging(staging: Path, keep_for: timedelta) -> None:
+    """Staged files of runs older than the cache can no longer be reused: remove them."""
+    if not staging.is_dir():
+        return
+    cutoff = time.time() - keep_for.total_seconds()
+    for run_folder in staging.iterdir():
+        if run_folder.is_dir() and run_folder.stat().st_mtime < cutoff:
+            shutil.rmtree(run_folder, ignore_errors=True)
 
 
 def _retry_options(settings: Settings) -> dict[str, Any]:
@@ -261,6 +316,8 @@ def run_etl(
     warehouse: str | None = None,
     force: bool = False,
     accept_rejects: bool = False,
+    refresh_cache: bool = False,
+    as_of: datetime | None = None,
 ) -> RunSummary:
     """Run the flow with a thread pool sized from settings (the entry point the CLI uses)."""
     runner: Any = ThreadPoolTaskRunner(max_workers=settings.max_workers)
@@ -269,5 +326,7 @@ def run_etl(
         warehouse=warehouse,
         force=force,
         accept_rejects=accept_rejects,
+        refresh_cache=refresh_cache,
+        as_of=as_of,
         settings=settings,
     )

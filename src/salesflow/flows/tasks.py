@@ -17,6 +17,7 @@ from prefect.tasks import Task
 
 from salesflow import stages
 from salesflow.errors import SalesflowError, TransientError
+from salesflow.flows.caching import stage_key, transform_key, validate_key
 from salesflow.manifest import BatchManifest, BatchOutcome
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
@@ -65,30 +66,38 @@ def prepare_warehouse(warehouse_location: str) -> str:
     return warehouse_location
 
 
-@task(name="extract", tags=["extract"], **STAGE_OPTIONS, **RETRY_OPTIONS)
-def extract_batch(
-    source: Path, staging_root: Path, warehouse_location: str, force: bool
-) -> BatchManifest:
-    """Fingerprint and stage one landing file; skip it when already loaded unchanged."""
-    manifest = stages.extract(source, staging_root, open_warehouse(warehouse_location), force)
-    logger = get_run_logger()
+@task(name="plan", tags=["extract"], **STAGE_OPTIONS, **RETRY_OPTIONS)
+def plan_batch(source: Path, warehouse_location: str, force: bool) -> BatchManifest:
+    """Fingerprint one landing file; skip it when the warehouse holds it unchanged."""
+    manifest = stages.plan(source, open_warehouse(warehouse_location), force)
     if manifest.skipped:
-        logger.info(
-            "batch=%s stage=extract status=skipped sha256=%s",
+        get_run_logger().info(
+            "batch=%s stage=plan status=skipped sha256=%s",
             manifest.batch_id,
             manifest.sha256[:12],
-        )
-    else:
-        logger.info(
-            "batch=%s stage=extract rows_in=%d columns=%d",
-            manifest.batch_id,
-            manifest.rows_in,
-            len(manifest.column_map),
         )
     return manifest
 
 
-@task(name="validate", tags=["validate"], retries=0, **STAGE_OPTIONS)
+# Stage results are small manifests, persisted to result storage and cached by content
+# (see flows/caching.py); the flow sets storage and expiration from settings.
+CACHED_OPTIONS: dict[str, Any] = {"persist_result": True}
+
+
+@task(name="extract", tags=["extract"], cache_key_fn=stage_key, **CACHED_OPTIONS, **RETRY_OPTIONS)
+def extract_batch(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
+    """Stage one landing file as text-typed Parquet."""
+    staged = stages.stage(manifest, staging_root)
+    get_run_logger().info(
+        "batch=%s stage=extract rows_in=%d columns=%d",
+        staged.batch_id,
+        staged.rows_in,
+        len(staged.column_map),
+    )
+    return staged
+
+
+@task(name="validate", tags=["validate"], retries=0, cache_key_fn=validate_key, **CACHED_OPTIONS)
 def validate_batch(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
     """Validate one staged batch; validation problems are data, never retried."""
     checked = stages.validate(manifest, rules)
@@ -114,7 +123,7 @@ def validate_batch(manifest: BatchManifest, rules: ValidationRules) -> BatchMani
     return checked
 
 
-@task(name="transform", tags=["transform"], retries=0, **STAGE_OPTIONS)
+@task(name="transform", tags=["transform"], retries=0, cache_key_fn=transform_key, **CACHED_OPTIONS)
 def transform_batch(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     """Enrich the valid rows of one batch into `sales` rows."""
     enriched = stages.transform(manifest, bands)

@@ -1,0 +1,61 @@
+"""Cache keys of the stage tasks: what the result depends on, never the run or a data frame.
+
+A stage's result (a small manifest) is reused when the same file content (sha256) meets the
+same contract version, the same declared code version and the same rules. Results live in the
+configured result storage; the staged Parquet they point to lives in the staging folder, and a
+stage that finds it gone raises StaleStagingError so the flow redoes the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from prefect.context import TaskRunContext
+from prefect.filesystems import RemoteFileSystem, WritableFileSystem
+
+from salesflow.config import Settings
+from salesflow.contract import CONTRACT_VERSION
+from salesflow.manifest import BatchManifest
+from salesflow.stages import CODE_VERSION
+
+
+def _key(stage: str, manifest: BatchManifest, *extra: Any) -> str:
+    parts = [stage, manifest.batch_id, manifest.sha256, CONTRACT_VERSION, CODE_VERSION]
+    parts += [repr(value) for value in extra]
+    return f"salesflow-{stage}-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def stage_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    manifest: BatchManifest = parameters["manifest"]
+    return None if manifest.skipped else _key("stage", manifest)
+
+
+def validate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    manifest: BatchManifest = parameters["manifest"]
+    return None if manifest.skipped else _key("validate", manifest, parameters["rules"])
+
+
+def transform_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    manifest: BatchManifest = parameters["manifest"]
+    if manifest.skipped:
+        return None
+    return _key(
+        "transform", manifest, manifest.rows_valid, manifest.rows_rejected, parameters["bands"]
+    )
+
+
+def result_storage(settings: Settings) -> Path | WritableFileSystem:
+    """A local folder by default; any fsspec URL (s3://, gs://, memory://...) when set.
+
+    Prefect wants remote storage as a saved block: it is saved under a name derived from the
+    URL, so every run and worker resolves the same storage.
+    """
+    location = settings.result_storage or str((settings.data_dir / "results").resolve())
+    if "://" not in location:
+        return Path(location).expanduser().resolve()
+    block = RemoteFileSystem(basepath=location)
+    digest = hashlib.sha256(location.encode()).hexdigest()[:12]
+    block.save(f"salesflow-results-{digest}", overwrite=True)
+    return block

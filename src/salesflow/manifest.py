@@ -6,7 +6,7 @@ through Prefect and to log, whatever the size of the batch.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -79,3 +79,16 @@ class BatchOutcome(BaseModel):
     started_at: datetime
     finished_at: datetime
     flow_run_id: str | None = None
+
+
+def skipped_outcome(manifest: BatchManifest, flow_run_id: str | None) -> BatchOutcome:
+    """The record of an attempt that found this content already loaded."""
+    return BatchOutcome(
+        batch_id=manifest.batch_id,
+        source=manifest.source,
+        sha256=manifest.sha256,
+        status=BatchStatus.SKIPPED,
+        started_at=manifest.started_at,
+        finished_at=datetime.now(UTC),
+        flow_run_id=flow_run_id,
+    )

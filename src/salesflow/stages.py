@@ -21,7 +21,7 @@ from salesflow.errors import (
     TransientError,
     UnreadableSourceError,
 )
-from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
+from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
 from salesflow.sources.files import file_sha256, map_columns, stage_source
 from salesflow.transform import TicketBands, transform_batch
 from salesflow.validate import (
@@ -136,15 +136,7 @@ def load(
 ) -> BatchOutcome:
     """Commit the batch to the warehouse (or record the skip), then drop its staged files."""
     if manifest.skipped:
-        outcome = BatchOutcome(
-            batch_id=manifest.batch_id,
-            source=manifest.source,
-            sha256=manifest.sha256,
-            status=BatchStatus.SKIPPED,
-            started_at=manifest.started_at,
-            finished_at=datetime.now(UTC),
-            flow_run_id=flow_run_id,
-        )
+        outcome = skipped_outcome(manifest, flow_run_id)
         warehouse.record_outcome(outcome)
         return outcome
     require_staged(manifest, manifest.raw_path, manifest.sales_path, manifest.rejected_path)

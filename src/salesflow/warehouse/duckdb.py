@@ -20,7 +20,7 @@ import duckdb
 
 from salesflow.contract import CANONICAL_COLUMNS, CONTRACT_VERSION, SALES_COLUMNS, Reason
 from salesflow.errors import LoadTimeoutError, UsageError, WarehouseBusyError
-from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
+from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
     TABLE_KEYS,
@@ -265,15 +265,7 @@ class DuckDBWarehouse:
                 if not manifest.force and self._holds(con, batch_id, manifest.sha256):
                     # Another run loaded this very content since our extract looked: loading
                     # it again would do nothing but churn, so this attempt is a skip.
-                    skipped = BatchOutcome(
-                        batch_id=batch_id,
-                        source=manifest.source,
-                        sha256=manifest.sha256,
-                        status=BatchStatus.SKIPPED,
-                        started_at=manifest.started_at,
-                        finished_at=datetime.now(UTC),
-                        flow_run_id=flow_run_id,
-                    )
+                    skipped = skipped_outcome(manifest, flow_run_id)
                     self._record_attempt(con, skipped)
                     con.execute("COMMIT")
                     return skipped

@@ -53,3 +53,11 @@ def write_csv(path: Path, header: str, *rows: str) -> Path:
 
 
 CANONICAL_HEADER = "order_id,order_ts,customer_id,sku,product,category,quantity,unit_price,region"
+
+
+def fresh_process_env(prefect_home: Path) -> dict[str, str]:
+    """Environment for `salesflow` in its own process, as a user runs it: no SALESFLOW_ or
+    PREFECT_ settings of the test session, and its own Prefect home (its own ephemeral API)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
+    env["PREFECT_HOME"] = str(prefect_home)
+    return env

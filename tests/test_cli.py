@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,15 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from salesflow.cli import app
-from tests.conftest import CANONICAL_HEADER, COURSE_CSV, write_csv
+from tests.conftest import CANONICAL_HEADER, COURSE_CSV, fresh_process_env, write_csv
 
 runner = CliRunner()
 
 
 def run_in_fresh_process(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`salesflow ARGS` as a user runs it: its own process, its own ephemeral Prefect API."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(cwd / "prefect-home")
+    env = fresh_process_env(cwd / "prefect-home")
     command = [sys.executable, "-m", "salesflow.cli", *args]
     return subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -150,8 +148,7 @@ def test_query_without_a_warehouse_says_what_to_do(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_demo_runs_offline_in_a_fresh_process_and_prints_its_summary(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    env = fresh_process_env(tmp_path / "prefect-home")
     command = [
         sys.executable,
         "-m",
@@ -265,8 +262,7 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path: Path) -> None:
     from salesflow.sources.generator import generate_sales
 
     generate_sales(tmp_path / "in", date(2024, 1, 1), 6, 20_000, seed=1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    env = fresh_process_env(tmp_path / "prefect-home")
     process = subprocess.Popen(
         [sys.executable, "-m", "salesflow.cli", "run", str(tmp_path / "in")],
         cwd=tmp_path,

@@ -15,6 +15,7 @@ import pytest
 
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse
+from tests.conftest import fresh_process_env
 
 pytestmark = pytest.mark.e2e
 
@@ -38,12 +39,6 @@ def backfill_command(landing: Path, warehouse: Path) -> list[str]:
         "--max-days-in-flight",
         "1",
     ]
-
-
-def environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(home)
-    return env
 
 
 def loaded_batches(warehouse: Path) -> int:
@@ -70,7 +65,7 @@ def test_a_killed_backfill_resumes_and_ends_identical_to_an_uninterrupted_one(
 ) -> None:
     landing = tmp_path / "landing"
     generate_sales(landing, date(2024, 4, 1), DAYS, 400, seed=11, dirty_ratio=0.01)
-    env = environment(tmp_path / "prefect-home")
+    env = fresh_process_env(tmp_path / "prefect-home")
     interrupted = tmp_path / "interrupted.duckdb"
 
     process = subprocess.Popen(

@@ -4,7 +4,6 @@ cache about what is loaded."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 from salesflow.config import Settings
 from salesflow.flows.etl import RunSummary, run_etl
 from salesflow.manifest import BatchStatus
-from tests.conftest import CANONICAL_HEADER, write_csv
+from tests.conftest import CANONICAL_HEADER, fresh_process_env, write_csv
 from tests.flows.test_etl import read_task_runs, stage_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
@@ -100,8 +99,7 @@ def test_a_fresh_prefect_database_causes_no_reload(tmp_path: Path) -> None:
 
     outputs = []
     for home in ("prefect-one", "prefect-two"):  # the second run knows nothing of the first
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
-        env["PREFECT_HOME"] = str(tmp_path / home)
+        env = fresh_process_env(tmp_path / home)
         result = subprocess.run(
             command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
         )

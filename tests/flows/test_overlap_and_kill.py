@@ -16,6 +16,7 @@ import pytest
 
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse
+from tests.conftest import fresh_process_env
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +33,6 @@ def run_command(landing: Path, warehouse: Path) -> list[str]:
         "--warehouse",
         str(warehouse),
     ]
-
-
-def environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(home)
-    return env
 
 
 def checksums(warehouse: Path) -> dict[str, str]:
@@ -58,7 +53,7 @@ def clean_result(landing: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     result = subprocess.run(
         run_command(landing, root / "clean.duckdb"),
         cwd=root,
-        env=environment(root / "home"),
+        env=fresh_process_env(root / "home"),
         capture_output=True,
         text=True,
         timeout=600,
@@ -72,7 +67,7 @@ def test_eight_overlapping_runs_load_every_batch_exactly_once(
     landing: Path, clean_result: dict[str, str], tmp_path: Path
 ) -> None:
     warehouse = tmp_path / "shared.duckdb"
-    env = environment(tmp_path / "home")
+    env = fresh_process_env(tmp_path / "home")
     processes = [
         subprocess.Popen(
             run_command(landing, warehouse),
@@ -102,7 +97,7 @@ def test_a_run_killed_at_a_random_moment_is_repaired_by_a_rerun(
     trial: int, landing: Path, clean_result: dict[str, str], tmp_path: Path
 ) -> None:
     warehouse = tmp_path / "killed.duckdb"
-    env = environment(tmp_path / "home")
+    env = fresh_process_env(tmp_path / "home")
     process = subprocess.Popen(
         run_command(landing, warehouse),
         cwd=tmp_path,

@@ -134,15 +134,17 @@ def load(
     flow_run_id: str | None,
     policy: LoadPolicy | None = None,
 ) -> BatchOutcome:
-    """Commit the batch to the warehouse (or record the skip), then drop its staged files."""
+    """Commit the batch to the warehouse (or record the skip).
+
+    Staged files are left to their owner: a cached manifest may point into another run's
+    staging folder, which only that run may clean up.
+    """
     if manifest.skipped:
         outcome = skipped_outcome(manifest, flow_run_id)
         warehouse.record_outcome(outcome)
         return outcome
     require_staged(manifest, manifest.raw_path, manifest.sales_path, manifest.rejected_path)
-    outcome = warehouse.load_batch(manifest, flow_run_id, policy)
-    discard_staging(manifest.staging_dir)
-    return outcome
+    return warehouse.load_batch(manifest, flow_run_id, policy)
 
 
 def check_source(

@@ -225,6 +225,9 @@ def _run_batches(
     def finish(step: _Step, outcome: BatchOutcome) -> None:
         outcomes[step.source] = outcome
         finished.add(step.position)
+        if outcome.status != BatchStatus.FAILED:
+            # Only this run's own staged files; a failed batch keeps them for the cache.
+            stages.discard_staging(staging_root / step.source.name)
         for listener in list(_listeners):
             listener(outcome)
 

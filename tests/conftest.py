@@ -15,6 +15,7 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 
 from salesflow.config import Settings, load_settings
+from tests.prefect_server import prefect_server, prefect_server_on_postgres  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

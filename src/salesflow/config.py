@@ -11,11 +11,11 @@ import os
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -84,6 +84,17 @@ class Settings(BaseSettings):
         default_factory=_default_workers, gt=0, description="Batches processed at once."
     )
     max_days_in_flight: int = Field(2, gt=0, description="Days a backfill runs at once.")
+    split_rows: int = Field(
+        0,
+        ge=0,
+        description="Batches with more rows are validated and transformed per region, in "
+        "parallel tasks; 0 never splits.",
+    )
+    warehouse_concurrency_limit: str | None = Field(
+        None,
+        description="Prefect global concurrency limit every warehouse write holds, for flow "
+        "runs of several machines on one server; unset = none (the file lock suffices).",
+    )
     result_storage: str | None = Field(
         None,
         description="Where stage results (small manifests) are kept: a folder or any fsspec "
@@ -105,6 +116,34 @@ class Settings(BaseSettings):
     demo_dir: Path = Field(Path("salesflow-demo"), description="Where `salesflow demo` works.")
     landing_dir: Path = Field(
         Path("landing"), description="Folder of daily files that `salesflow backfill` reads."
+    )
+    # Secrets are SecretStr: the whole Settings object is a flow parameter, so a plain string
+    # would reach Prefect's database, UI and logs; a SecretStr shows as '**********' there.
+    prefect_db_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL of the Prefect server `salesflow server up` starts; "
+        "default SQLite in Prefect's home.",
+    )
+    webhook_url: SecretStr | None = Field(
+        None, description="Webhook (Slack-compatible) that flow runs are reported to."
+    )
+    notify_on: Literal["failure", "always"] = Field(
+        "failure", description="Which runs are reported to webhook_url: failures or all."
+    )
+    daily_cron: str = Field(
+        "0 6 * * *", description="When salesflow-daily loads yesterday's files (cron, timezone)."
+    )
+    poll_interval_minutes: int = Field(
+        15, gt=0, le=1440, description="How often salesflow-poll loads new landing files."
+    )
+    quality_rrule: str = Field(
+        "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=7;BYMINUTE=0",
+        description="When salesflow-quality-report publishes its artifact (RRule, timezone).",
+    )
+    work_pool: str = Field(
+        "salesflow-process",
+        min_length=1,
+        description="Prefect process work pool that `salesflow deploy` registers against.",
     )
 
     @field_validator("regions", mode="before")

@@ -56,12 +56,21 @@ class RejectThresholdError(BatchError):
     """Too large a share of a batch's rows was rejected; nothing of it is loaded."""
 
 
+class PrefectServerError(UserError):
+    """A local Prefect server (`salesflow server up`, the test fixtures) did not start or died."""
+
+
 class TransientError(SalesflowError):
     """A failure that may pass on its own (I/O, connection, a busy warehouse): safe to retry."""
 
 
 class WarehouseBusyError(TransientError):
     """Another process holds the warehouse's write lock."""
+
+
+class WarehouseUnavailableError(TransientError):
+    """The warehouse's database server cannot be reached or dropped the connection (a restart,
+    a terminated backend); whatever the load had done was rolled back, so it is retried."""
 
 
 class PrefectUnavailableError(TransientError):

@@ -30,6 +30,9 @@ class BatchManifest(BaseModel):
     skipped: bool = Field(False, description="Unchanged since its last load: nothing to do.")
     force: bool = Field(False, description="Reload even if this content is already loaded.")
     staging_dir: Path | None = None
+    part: str | None = Field(
+        None, description="The region this part of a split batch holds; None for a whole batch."
+    )
     header: list[str] = Field(default_factory=list, description="The file's own column names.")
     column_map: dict[str, str] = Field(default_factory=dict)
     rows_in: int = 0

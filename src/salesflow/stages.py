@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -16,6 +19,7 @@ import polars as pl
 from salesflow.contract import Reason
 from salesflow.errors import (
     BatchError,
+    ReconciliationError,
     SalesflowError,
     StaleStagingError,
     TransientError,
@@ -128,23 +132,108 @@ def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     return manifest.model_copy(update={"amount": amount or 0})
 
 
+def split_by_region(manifest: BatchManifest) -> list[BatchManifest]:
+    """Cut a staged batch into one part per region, to validate and transform side by side.
+
+    Exact copies of a record share its region text, so the within-batch duplicate check gives
+    the same answer per part as over the whole batch; parts keep their source rows. Regions
+    are compared as validation compares them: trimmed, blank equal to empty. The parts live
+    in the batch's staging folder; the whole raw file stays for the load's own checks.
+    """
+    if manifest.skipped or "region" not in manifest.column_map:
+        return [manifest]
+    require_staged(manifest, manifest.raw_path)
+    region = pl.col(manifest.column_map["region"]).str.strip_chars().fill_null("")
+    raw = pl.read_parquet(manifest.raw_path).with_columns(region.alias(_PART_KEY))
+    pieces = raw.partition_by(_PART_KEY, maintain_order=True, as_dict=True)
+    parts = []
+    for number, (key, rows) in enumerate(sorted(pieces.items(), key=lambda item: item[0])):
+        part = manifest.model_copy(
+            update={
+                "staging_dir": manifest.raw_path.parent / "parts" / f"{number:04d}",
+                "part": str(key[0]),
+                "rows_in": rows.height,
+            }
+        )
+        part.raw_path.parent.mkdir(parents=True, exist_ok=True)
+        rows.drop(_PART_KEY).write_parquet(part.raw_path, compression="lz4")
+        parts.append(part)
+    return parts
+
+
+_PART_KEY = "__part"
+
+
+def merge_parts(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchManifest:
+    """Put the transformed parts of a split batch back together, in source row order, as the
+    files and counts of the whole batch: the load cannot tell it was split."""
+    if len(parts) == 1 and parts[0].part is None:
+        return parts[0]
+    for path_of in (_valid, _rejected, _sales):
+        paths = [path_of(part) for part in parts]
+        require_staged(manifest, *paths)
+        pl.scan_parquet(paths).sort("source_row").sink_parquet(path_of(manifest), compression="lz4")
+    return manifest.model_copy(
+        update={
+            "rows_valid": sum(part.rows_valid for part in parts),
+            "rows_rejected": sum(part.rows_rejected for part in parts),
+            "amount": sum((part.amount for part in parts), Decimal(0)),
+            "reason_counts": _summed(part.reason_counts for part in parts),
+            "odd_counts": _summed(part.odd_counts for part in parts),
+        }
+    )
+
+
+def _valid(manifest: BatchManifest) -> Path:
+    return manifest.valid_path
+
+
+def _rejected(manifest: BatchManifest) -> Path:
+    return manifest.rejected_path
+
+
+def _sales(manifest: BatchManifest) -> Path:
+    return manifest.sales_path
+
+
+def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for one in counts:
+        total.update(one)
+    return dict(total.most_common())
+
+
 def load(
     manifest: BatchManifest,
     warehouse: Warehouse,
     flow_run_id: str | None,
     policy: LoadPolicy | None = None,
+    undo_dir: Path | None = None,
 ) -> BatchOutcome:
     """Commit the batch to the warehouse (or record the skip).
 
     Staged files are left to their owner: a cached manifest may point into another run's
-    staging folder, which only that run may clean up.
+    staging folder, which only that run may clean up. With `undo_dir`, the batch's previous
+    version is saved there first, so the commit can be undone.
     """
     if manifest.skipped:
         outcome = skipped_outcome(manifest, flow_run_id)
         warehouse.record_outcome(outcome)
         return outcome
     require_staged(manifest, manifest.raw_path, manifest.sales_path, manifest.rejected_path)
-    return warehouse.load_batch(manifest, flow_run_id, policy)
+    return warehouse.load_batch(manifest, flow_run_id, policy, undo_dir)
+
+
+def check_committed(outcome: BatchOutcome, warehouse: Warehouse) -> None:
+    """Read the batch back through a new connection: what is committed must be what the load
+    reported, or the load is not done."""
+    if outcome.status != BatchStatus.LOADED:
+        return
+    mismatch = warehouse.read_back(outcome.batch_id).mismatch(outcome)
+    if mismatch:
+        raise ReconciliationError(
+            outcome.source, f"read back after commit differs from the load: {mismatch}"
+        )
 
 
 def check_source(

@@ -23,6 +23,8 @@ from salesflow.stages import CODE_VERSION
 
 def _key(stage: str, manifest: BatchManifest, *extra: Any) -> str:
     parts = [stage, manifest.batch_id, manifest.sha256, CONTRACT_VERSION, CODE_VERSION]
+    if manifest.part is not None:  # one region of a split batch
+        parts.append(f"part={manifest.part}")
     parts += [repr(value) for value in extra]
     return f"salesflow-{stage}-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 

@@ -31,13 +31,15 @@ from salesflow.config import Settings, load_settings
 from salesflow.errors import StaleStagingError
 from salesflow.flows.artifacts import publish_run_artifacts
 from salesflow.flows.caching import result_storage
-from salesflow.flows.hooks import record_run
+from salesflow.flows.hooks import notify_run, record_run
 from salesflow.flows.tasks import (
     extract_batch,
     load_batch,
+    merge_batch,
     plan_batch,
     prepare_warehouse,
     record_failure,
+    split_batch,
     transform_batch,
     validate_batch,
 )
@@ -99,9 +101,9 @@ class RunSummary(BaseModel):
 @flow(
     name=FLOW_NAME,
     persist_result=False,
-    on_completion=[record_run],
-    on_failure=[record_run],
-    on_crashed=[record_run],
+    on_completion=[record_run, notify_run],
+    on_failure=[record_run, notify_run],
+    on_crashed=[record_run, notify_run],
 )
 def etl_flow(
     sources: list[Path],
@@ -128,7 +130,8 @@ def etl_flow(
     logger = get_run_logger()
     logger.info("run batches=%d warehouse=%s force=%s", len(files), location, force)
     # Passing the returned location on makes prepare-warehouse upstream of extract and load.
-    location = prepare_warehouse.with_options(**_retry_options(settings))(location)
+    limit = settings.warehouse_concurrency_limit
+    location = prepare_warehouse.with_options(**_retry_options(settings))(location, limit)
     try:
         policy = LoadPolicy(
             max_reject_share=settings.max_reject_share,
@@ -142,6 +145,7 @@ def etl_flow(
         )
     finally:
         # Loaded batches took their staged files with them; a failed batch's stay for the cache.
+        _remove_if_empty(staging_root / "undo")
         _remove_if_empty(staging_root)
     summary = RunSummary(
         warehouse=location, flow_run_id=run_id, outcomes=[outcomes[path] for path in files]
@@ -197,13 +201,19 @@ def _run_batches(
         for fresh in (False, True)
     }
     load = load_batch.with_options(**retry)
+    split_task = split_batch.with_options(timeout_seconds=limit)
+    merge = merge_batch.with_options(timeout_seconds=limit)
     record = record_failure.with_options(**retry)
     bands = TicketBands.from_settings(settings)
+    undo_root = staging_root / "undo"
+    concurrency_limit = settings.warehouse_concurrency_limit
 
     waiting = deque(enumerate(files))
     in_flight: dict[PrefectFuture[Any], _Step] = {}
     ready: dict[int, tuple[_Step, BatchManifest]] = {}  # transformed, waiting for their turn
     finished: set[int] = set()
+    attempt: dict[int, int] = {}  # the batch's current attempt; older tasks' results are stale
+    split: dict[int, tuple[BatchManifest, list[BatchManifest | None]]] = {}  # parts so far
     next_commit = 0
     outcomes: dict[Path, BatchOutcome] = {}
     max_staged = settings.max_workers * 2
@@ -211,6 +221,7 @@ def _run_batches(
     def start_batches() -> None:
         while waiting and len(in_flight) + len(ready) < max_staged:
             position, source = waiting.popleft()
+            attempt[position] = 0
             step = _Step("plan", position, source, datetime.now(UTC), fresh=refresh_cache)
             in_flight[plan.submit(source, location, force)] = step
 
@@ -220,7 +231,9 @@ def _run_batches(
             next_commit += 1
         if next_commit in ready:
             step, manifest = ready.pop(next_commit)
-            in_flight[load.submit(manifest, location, run_id, policy)] = step.next("load")
+            in_flight[
+                load.submit(manifest, location, run_id, policy, undo_root, concurrency_limit)
+            ] = step.next("load")
 
     def finish(step: _Step, outcome: BatchOutcome) -> None:
         outcomes[step.source] = outcome
@@ -231,24 +244,37 @@ def _run_batches(
         for listener in list(_listeners):
             listener(outcome)
 
+    def submit_validate(step: _Step, manifest: BatchManifest) -> None:
+        validate = stages_of[step.fresh][1]
+        in_flight[validate.submit(manifest, rules)] = step.next("validate")
+
     start_batches()
     while in_flight:
         future = next(as_completed(list(in_flight)))
         step = in_flight.pop(future)
         future.wait()  # sets the future's final state; before that `.state` may read a stale one
         state = future.state
-        extract, validate, transform = stages_of[step.fresh]
-        if not state.is_completed():
+        extract, _, transform = stages_of[step.fresh]
+        if step.attempt != attempt[step.position]:
+            pass  # a part of a batch that failed or was redone meanwhile: nothing to do
+        elif not state.is_completed():
             error = _as_exception(state.result(raise_on_failure=False), state)
+            attempt[step.position] += 1  # the batch's other parts in flight no longer count
+            split.pop(step.position, None)
             if isinstance(error, StaleStagingError) and not step.fresh and step.planned:
-                redo = step._replace(stage="extract", fresh=True)
+                redo = step._replace(
+                    stage="extract", fresh=True, part=None, attempt=attempt[step.position]
+                )
                 in_flight[stages_of[True][0].submit(step.planned, staging_root)] = redo
             elif step.failure is not None:  # the warehouse could not even record the failure
                 note = f"{step.failure.error} (not recorded in batches: {error})"
                 finish(step, step.failure.model_copy(update={"error": note}))
             else:
                 failure = stages.failed_outcome(step.source, error, step.started_at, run_id)
-                in_flight[record.submit(failure, location)] = step.next("record", failure)
+                following = step._replace(
+                    stage="record", failure=failure, part=None, attempt=attempt[step.position]
+                )
+                in_flight[record.submit(failure, location, concurrency_limit)] = following
         elif step.stage == "plan":
             planned = future.result()
             if planned.skipped:
@@ -257,10 +283,30 @@ def _run_batches(
                 following = step._replace(stage="extract", planned=planned)
                 in_flight[extract.submit(planned, staging_root)] = following
         elif step.stage == "extract":
-            in_flight[validate.submit(future.result(), rules)] = step.next("validate")
+            staged = future.result()
+            if 0 < settings.split_rows < staged.rows_in:
+                in_flight[split_task.submit(staged)] = step._replace(stage="split", staged=staged)
+            else:
+                submit_validate(step, staged)
+        elif step.stage == "split":
+            parts = future.result()
+            assert step.staged is not None
+            split[step.position] = (step.staged, [None] * len(parts))
+            for number, part in enumerate(parts):
+                submit_validate(step._replace(part=number), part)
         elif step.stage == "validate":
             in_flight[transform.submit(future.result(), bands)] = step.next("transform")
+        elif step.stage == "transform" and step.part is None:
+            ready[step.position] = (step, future.result())
         elif step.stage == "transform":
+            assert step.part is not None
+            whole, parts_done = split[step.position]
+            parts_done[step.part] = future.result()
+            if all(part is not None for part in parts_done):
+                del split[step.position]
+                merged = merge.submit(whole, [part for part in parts_done if part is not None])
+                in_flight[merged] = step._replace(stage="merge", part=None)
+        elif step.stage == "merge":
             ready[step.position] = (step, future.result())
         else:
             finish(step, future.result())
@@ -279,6 +325,9 @@ class _Step(NamedTuple):
     failure: BatchOutcome | None = None  # set while recording a failure
     planned: BatchManifest | None = None  # the plan, to redo the batch if staging is stale
     fresh: bool = False  # stage results recomputed rather than taken from the cache
+    part: int | None = None  # which part of a batch split by region
+    attempt: int = 0  # the batch's attempt this task belongs to
+    staged: BatchManifest | None = None  # the whole batch as extracted, while it is split
 
     def next(self, stage: str, failure: BatchOutcome | None = None) -> _Step:
         return self._replace(stage=stage, failure=failure)

@@ -6,6 +6,8 @@ passes through Prefect's result store.
 
 from __future__ import annotations
 
+import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +16,25 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from prefect.tasks import Task
+from prefect.transactions import CommitMode, Transaction, transaction
 
 from salesflow import stages
-from salesflow.errors import SalesflowError, TransientError
+from salesflow.errors import SalesflowError, StaleStagingError, TransientError
 from salesflow.flows.caching import stage_key, transform_key, validate_key
-from salesflow.manifest import BatchManifest, BatchOutcome
+from salesflow.flows.concurrency import ensure_limit, warehouse_slot
+from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
 from salesflow.warehouse import open_warehouse
-from salesflow.warehouse.base import LoadPolicy
+from salesflow.warehouse.base import LoadPolicy, Warehouse
 
 
 def is_transient_failure(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry only what may pass on its own: I/O and connection trouble, a busy warehouse."""
     try:
         state.result()
+    except StaleStagingError:
+        return False  # retrying cannot bring the files back: the flow redoes the batch at once
     except TransientError:
         return True
     except SalesflowError:
@@ -60,9 +66,12 @@ RETRY_OPTIONS: dict[str, Any] = {
 
 
 @task(name="prepare-warehouse", tags=["load"], **STAGE_OPTIONS, **RETRY_OPTIONS)
-def prepare_warehouse(warehouse_location: str) -> str:
-    """Open the warehouse up front (creating its tables) so a bad location fails the run early."""
-    open_warehouse(warehouse_location).ensure_schema()
+def prepare_warehouse(warehouse_location: str, concurrency_limit: str | None = None) -> str:
+    """Open the warehouse up front (creating its tables) so a bad location fails the run early,
+    and make sure the global concurrency limit its loads hold exists."""
+    ensure_limit(concurrency_limit)
+    with warehouse_slot(concurrency_limit):
+        open_warehouse(warehouse_location).ensure_schema()
     return warehouse_location
 
 
@@ -137,12 +146,60 @@ def transform_batch(manifest: BatchManifest, bands: TicketBands) -> BatchManifes
     return enriched
 
 
+@task(name="split", tags=["validate"], retries=0, **STAGE_OPTIONS)
+def split_batch(manifest: BatchManifest) -> list[BatchManifest]:
+    """Cut a large staged batch into one part per region (see stages.split_by_region)."""
+    parts = stages.split_by_region(manifest)
+    get_run_logger().info(
+        "batch=%s stage=split rows_in=%d parts=%d", manifest.batch_id, manifest.rows_in, len(parts)
+    )
+    return parts
+
+
+@task(name="merge", tags=["transform"], retries=0, **STAGE_OPTIONS)
+def merge_batch(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchManifest:
+    """Put the transformed parts of a split batch back together for its one load."""
+    merged = stages.merge_parts(manifest, parts)
+    get_run_logger().info(
+        "batch=%s stage=merge parts=%d rows_valid=%d rows_rejected=%d amount=%s",
+        merged.batch_id,
+        len(parts),
+        merged.rows_valid,
+        merged.rows_rejected,
+        merged.amount,
+    )
+    return merged
+
+
 @task(name="load", tags=["load"], **STAGE_OPTIONS, **RETRY_OPTIONS)
 def load_batch(
-    manifest: BatchManifest, warehouse_location: str, flow_run_id: str | None, policy: LoadPolicy
+    manifest: BatchManifest,
+    warehouse_location: str,
+    flow_run_id: str | None,
+    policy: LoadPolicy,
+    undo_root: Path | None = None,
+    concurrency_limit: str | None = None,
 ) -> BatchOutcome:
-    """Commit one batch in a single warehouse transaction (or record that it was skipped)."""
-    outcome = stages.load(manifest, open_warehouse(warehouse_location), flow_run_id, policy)
+    """Commit one batch (or record that it was skipped), holding a warehouse slot.
+
+    The commit is one database transaction inside a Prefect transaction: the batch's previous
+    version is saved under `undo_root` as part of the commit, the result is read back through a
+    new connection, and if that or anything else fails before the Prefect transaction ends, its
+    rollback hook puts the previous version back. A load is done only when both committed.
+    """
+    warehouse = open_warehouse(warehouse_location)
+    undo_dir = undo_root / manifest.batch_id if undo_root and not manifest.skipped else None
+    with warehouse_slot(concurrency_limit), transaction(commit_mode=CommitMode.EAGER) as txn:
+        outcome = stages.load(manifest, warehouse, flow_run_id, policy, undo_dir)
+        if undo_dir is not None and outcome.status == BatchStatus.LOADED:
+            txn.stage(
+                outcome,
+                on_rollback_hooks=[
+                    partial(_restore_previous_version, warehouse, outcome, undo_dir)
+                ],
+                on_commit_hooks=[partial(_forget_previous_version, undo_dir)],
+            )
+        stages.check_committed(outcome, warehouse)
     reasons = ",".join(f"{code}:{count}" for code, count in outcome.reason_counts.items())
     get_run_logger().info(
         "batch=%s stage=load status=%s rows_in=%s rows_loaded=%d rows_rejected=%d amount=%s "
@@ -158,9 +215,30 @@ def load_batch(
     return outcome
 
 
+def _restore_previous_version(
+    warehouse: Warehouse, outcome: BatchOutcome, undo_dir: Path, txn: Transaction
+) -> None:
+    """Rollback hook: the load committed, then something failed; put the batch back."""
+    restored = warehouse.restore_previous_version(outcome, undo_dir)
+    get_run_logger().warning(
+        "batch=%s stage=load status=rolled_back restored_previous=%s",
+        outcome.batch_id,
+        restored,
+    )
+    shutil.rmtree(undo_dir, ignore_errors=True)
+
+
+def _forget_previous_version(undo_dir: Path, txn: Transaction) -> None:
+    """Commit hook: the load stands, its undo copy is no longer needed."""
+    shutil.rmtree(undo_dir, ignore_errors=True)
+
+
 @task(name="record-failure", tags=["load"], **STAGE_OPTIONS, **RETRY_OPTIONS)
-def record_failure(outcome: BatchOutcome, warehouse_location: str) -> BatchOutcome:
+def record_failure(
+    outcome: BatchOutcome, warehouse_location: str, concurrency_limit: str | None = None
+) -> BatchOutcome:
     """Write a failed batch to `batches`; its previously loaded rows are left as they were."""
-    open_warehouse(warehouse_location).record_outcome(outcome)
+    with warehouse_slot(concurrency_limit):
+        open_warehouse(warehouse_location).record_outcome(outcome)
     get_run_logger().error("batch=%s status=failed error=%r", outcome.batch_id, outcome.error)
     return outcome

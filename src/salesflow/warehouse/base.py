@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
 from salesflow.errors import ReconciliationError, RejectThresholdError
 from salesflow.manifest import BatchManifest, BatchOutcome
@@ -45,9 +46,22 @@ class Warehouse(Protocol):
         """sha256 of the source whose rows are loaded for this batch, if any."""
 
     def load_batch(
-        self, manifest: BatchManifest, flow_run_id: str | None, policy: LoadPolicy | None = None
+        self,
+        manifest: BatchManifest,
+        flow_run_id: str | None,
+        policy: LoadPolicy | None = None,
+        undo_dir: Path | None = None,
     ) -> BatchOutcome:
-        """Replace the batch's rows atomically, reconcile, refresh marts, record the batch."""
+        """Replace the batch's rows atomically, reconcile, refresh marts, record the batch.
+
+        With `undo_dir`, first save the batch's previous version there, for a rollback.
+        """
+
+    def restore_previous_version(self, replaced: BatchOutcome, undo_dir: Path) -> bool:
+        """Undo the committed load that produced `replaced`, unless a later load replaced it."""
+
+    def read_back(self, batch_id: str) -> LoadedBatch:
+        """What the warehouse holds for a batch, seen from a new connection."""
 
     def record_outcome(self, outcome: BatchOutcome) -> None:
         """Record a failed or skipped batch without touching its loaded rows."""
@@ -70,6 +84,27 @@ class Warehouse(Protocol):
 
     def table_checksum(self, table: str) -> str:
         """A checksum of a table's content, in its natural key order."""
+
+
+class LoadedBatch(NamedTuple):
+    """A committed batch as read back: what the flow checks before it calls a load done."""
+
+    rows_loaded: int
+    rows_rejected: int
+    amount_loaded: Decimal
+    sha256: str | None
+
+    def mismatch(self, outcome: BatchOutcome) -> str | None:
+        """How the read-back differs from what the load reported, or None."""
+        expected = LoadedBatch(
+            outcome.rows_loaded, outcome.rows_rejected, outcome.amount_loaded, outcome.sha256
+        )
+        differences = [
+            f"{field} {seen} != {wanted}"
+            for field, seen, wanted in zip(self._fields, self, expected, strict=True)
+            if seen != wanted
+        ]
+        return "; ".join(differences) or None
 
 
 @dataclass(frozen=True)

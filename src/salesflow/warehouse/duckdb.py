@@ -24,10 +24,14 @@ from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
     TABLE_KEYS,
+    LoadedBatch,
     LoadPolicy,
     Observed,
     reconcile,
 )
+
+# The tables holding a batch's rows: saved before a load replaces them, restored on rollback.
+UNDO_TABLES = ("sales", "sales_rejected", "batches")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sales (
@@ -255,7 +259,11 @@ class DuckDBWarehouse:
         return rows[0][0] if rows else None
 
     def load_batch(
-        self, manifest: BatchManifest, flow_run_id: str | None, policy: LoadPolicy | None = None
+        self,
+        manifest: BatchManifest,
+        flow_run_id: str | None,
+        policy: LoadPolicy | None = None,
+        undo_dir: Path | None = None,
     ) -> BatchOutcome:
         policy = policy or LoadPolicy()
         batch_id = manifest.batch_id
@@ -269,6 +277,8 @@ class DuckDBWarehouse:
                     self._record_attempt(con, skipped)
                     con.execute("COMMIT")
                     return skipped
+                if undo_dir is not None:
+                    self._save_previous_version(con, batch_id, undo_dir)
                 old_dates = con.execute(
                     "SELECT DISTINCT order_date FROM sales WHERE batch_id = ?", [batch_id]
                 ).fetchall()
@@ -351,6 +361,65 @@ class DuckDBWarehouse:
             finally:
                 con.execute("DROP TABLE IF EXISTS staged_sales; DROP TABLE IF EXISTS repeated")
         return outcome
+
+    @staticmethod
+    def _save_previous_version(
+        con: duckdb.DuckDBPyConnection, batch_id: str, undo_dir: Path
+    ) -> None:
+        """Copy what the warehouse holds for the batch, inside the load's transaction, so a
+        failure after the commit can put it back (see restore_previous_version)."""
+        undo_dir.mkdir(parents=True, exist_ok=True)
+        for table in UNDO_TABLES:
+            target = _sql_string(str(undo_dir / f"{table}.parquet"))
+            con.execute(
+                f"COPY (SELECT * FROM {table} WHERE batch_id = {_sql_string(batch_id)}) "
+                f"TO {target} (FORMAT parquet)"
+            )
+
+    def restore_previous_version(self, replaced: BatchOutcome, undo_dir: Path) -> bool:
+        """Put back the batch as it was before the load that produced `replaced`, in one
+        transaction. Does nothing (returns False) if another load has replaced it since."""
+        batch_id = replaced.batch_id
+        undo = {table: _sql_string(str(undo_dir / f"{table}.parquet")) for table in UNDO_TABLES}
+        with self._writer() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                ours = _scalar(
+                    con,
+                    "SELECT count(*) FROM batches WHERE batch_id = ? AND status = 'loaded' "
+                    "AND sha256 IS NOT DISTINCT FROM ? AND finished_at = ? "
+                    "AND flow_run_id IS NOT DISTINCT FROM ?",
+                    [batch_id, replaced.sha256, replaced.finished_at, replaced.flow_run_id],
+                )
+                if not ours:
+                    con.execute("ROLLBACK")
+                    return False
+                dates = con.execute(
+                    "SELECT DISTINCT order_date FROM sales WHERE batch_id = ? UNION "
+                    f"SELECT DISTINCT order_date FROM read_parquet({undo['sales']})",
+                    [batch_id],
+                ).fetchall()
+                for table in UNDO_TABLES:
+                    con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch_id])
+                    con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet({undo[table]})")
+                self._refresh_daily_sales(con, [row[0] for row in dates])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return True
+
+    def read_back(self, batch_id: str) -> LoadedBatch:
+        """What a new connection sees of a batch after its commit."""
+        rows = self.fetch(
+            "SELECT (SELECT count(*) FROM sales WHERE batch_id = $1), "
+            "(SELECT coalesce(sum(total), 0) FROM sales WHERE batch_id = $1), "
+            "(SELECT count(*) FROM sales_rejected WHERE batch_id = $1), "
+            "(SELECT max(sha256) FROM batches WHERE batch_id = $1 AND status = 'loaded')",
+            [batch_id],
+        )
+        loaded, amount, rejected, sha256 = rows[0]
+        return LoadedBatch(loaded, rejected, amount, sha256)
 
     @staticmethod
     def _holds(con: duckdb.DuckDBPyConnection, batch_id: str, sha256: str) -> bool:

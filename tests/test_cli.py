@@ -27,7 +27,19 @@ def run_in_fresh_process(cwd: Path, *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-COMMANDS = ("generate", "run", "validate", "query", "demo", "contract", "rejects")
+COMMANDS = (
+    "generate",
+    "run",
+    "validate",
+    "query",
+    "demo",
+    "contract",
+    "rejects",
+    "serve",
+    "deploy",
+    "status",
+    "server",
+)
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

@@ -93,7 +93,9 @@ def test_deploy_runs_only_on_pushes_to_main_after_the_tests(workflow: dict[Any, 
     assert condition == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     commands = run_commands(deploy)
     assert "python -m pip install ." in commands
-    assert commands[-1] == "prefect --no-prompt deploy --all"
+    # module entrypoints, and the worker host's folder rather than this runner's checkout
+    assert commands[-1] == 'salesflow deploy --create-pool --working-dir "$SALESFLOW_WORKING_DIR"'
+    assert deploy["env"]["SALESFLOW_WORKING_DIR"] == "${{ vars.SALESFLOW_WORKING_DIR }}"
 
 
 def test_deploy_takes_prefects_address_and_key_from_secrets(workflow: dict[Any, Any]) -> None:

@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +29,7 @@ from salesflow.errors import BatchError, PrefectUnavailableError, SalesflowError
 
 if TYPE_CHECKING:
     from salesflow.backfill import DayPlan
+    from salesflow.deployments import DeploymentSpec
     from salesflow.flows.backfill import DayResult
     from salesflow.flows.etl import RunSummary
     from salesflow.warehouse.base import Warehouse
@@ -564,6 +565,194 @@ def _print_backfill(results: list[DayResult]) -> bool:
         )
     console.print(table)
     return failed
+
+
+@app.command()
+def serve(
+    print_only: Annotated[
+        bool,
+        typer.Option("--print", help="Show what would be served (a table) and exit."),
+    ] = False,
+) -> None:
+    """Serve the scheduled deployments from this process until Ctrl-C or SIGTERM.
+
+    [bold]salesflow-daily/daily[/] loads yesterday's files on [bold]daily_cron[/],
+    [bold]salesflow-poll/poll[/] loads new landing files every [bold]poll_interval_minutes[/],
+    [bold]salesflow-quality-report/quality-report[/] publishes a report on
+    [bold]quality_rrule[/]; all in the shop [bold]timezone[/]. Needs a Prefect server
+    (PREFECT_API_URL): the schedules fire on it and this process runs the flow runs. On shutdown
+    the schedules are paused until the next serve.
+    """
+    from salesflow.deployments import deployment_specs, require_server, serve_deployments
+
+    with _user_errors():
+        settings = _settings()
+        specs = deployment_specs(settings)
+        _print_deployments(specs, settings, "served" if not print_only else "would serve")
+        if print_only:
+            return
+        url = require_server()
+        console.print(f"serving on {url}; Ctrl-C to stop", highlight=False, soft_wrap=True)
+        serve_deployments(settings)
+    console.print("stopped serving; schedules paused")
+
+
+def _print_deployments(specs: list[DeploymentSpec], settings: Settings, title: str) -> None:
+    table = Table(title=f"deployments ({title})", title_justify="left")
+    for column in ("name", "flow", "schedule", "time zone", "parameters"):
+        table.add_column(column, no_wrap=column in ("name", "flow"), overflow="fold")
+    for spec in specs:
+        parameters = ", ".join(f"{key}={value}" for key, value in spec.parameters.items())
+        table.add_row(
+            spec.name,
+            spec.flow_name,
+            spec.describe_schedule(),
+            settings.timezone,
+            parameters or "(defaults)",
+        )
+    console.print(table)
+
+
+@app.command()
+def deploy(
+    pool: Annotated[
+        str | None,
+        typer.Option("--pool", help="Process work pool. Default: the work_pool setting."),
+    ] = None,
+    create_pool: Annotated[
+        bool,
+        typer.Option(
+            "--create-pool/--no-create-pool", help="Create the process work pool if missing."
+        ),
+    ] = True,
+    working_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--working-dir",
+            help="Folder the worker runs the flows in, on the worker's machine. Default: here.",
+        ),
+    ] = None,
+) -> None:
+    """Register the scheduled deployments on the Prefect server for a process work pool.
+
+    The route for workers: [bold]prefect worker start --pool salesflow-process[/] then runs the
+    flows in the working folder (where salesflow.toml and a relative data_dir resolve), on any
+    machine where salesflow is installed. Same names, schedules and parameters as
+    [bold]salesflow serve[/] and prefect.yaml. Needs a Prefect server (PREFECT_API_URL);
+    Prefect's ephemeral API cannot run workers.
+    """
+    from salesflow.deployments import deployment_specs, register_deployments, require_server
+
+    with _user_errors():
+        settings = _settings(work_pool=pool)
+        specs = deployment_specs(settings)
+        url = require_server()
+        folder = working_dir or Path.cwd().resolve()
+        registered = register_deployments(settings, settings.work_pool, create_pool, folder)
+        _print_deployments(specs, settings, f"registered for pool {settings.work_pool}")
+        for name, deployment_id in registered:
+            console.print(f"{name}: {deployment_id}", highlight=False)
+        console.print(
+            f"on {url}; start a worker: prefect worker start --pool {settings.work_pool}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def status(
+    limit: Annotated[int, typer.Option(help="Flow runs shown, newest first.", min=1)] = 20,
+    warehouse: Annotated[str | None, typer.Option(help="DuckDB warehouse file.")] = None,
+) -> None:
+    """Recent salesflow flow runs from the Prefect API, with what each put in the warehouse.
+
+    State, start and duration come from Prefect (PREFECT_API_URL, or the local ephemeral API);
+    batches and rows from the warehouse, joined by flow run id, with the salesflow-etl
+    subflows of a daily, poll or backfill run counted in their parent's line.
+    """
+    from salesflow.status import recent_runs
+
+    with _user_errors():
+        settings = _settings(warehouse=warehouse)
+        runs = recent_runs(settings.warehouse_path, limit)
+        table = Table(title=f"salesflow flow runs ({len(runs)})", title_justify="left")
+        for column in ("flow", "run", "state", "started", "took"):
+            table.add_column(column, no_wrap=column in ("flow", "run"))
+        for column in ("loaded", "failed", "rows", "rejected"):
+            table.add_column(column, justify="right")
+        for run in runs:
+            counts = run.counts
+            numbers = (
+                [
+                    str(counts.loaded),
+                    str(counts.failed),
+                    f"{counts.rows_loaded:,}",
+                    f"{counts.rows_rejected:,}",
+                ]
+                if counts
+                else [""] * 4
+            )
+            started = run.started_at.astimezone() if run.started_at else None
+            table.add_row(
+                run.flow_name.removeprefix("salesflow-"),
+                run.run_name,
+                _state_markup(run.state),
+                started.strftime("%m-%d %H:%M") if started else "",
+                _duration(run.duration),
+                *numbers,
+            )
+        console.print(table)
+        if not runs:
+            console.print("no salesflow flow runs yet")
+
+
+def _state_markup(state: str) -> str:
+    colour = {"Completed": "green", "Failed": "red", "Crashed": "red", "Running": "yellow"}
+    return f"[{colour[state]}]{state}[/]" if state in colour else state
+
+
+def _duration(value: timedelta | None) -> str:
+    if value is None:
+        return ""
+    seconds = int(value.total_seconds())
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+server_app = typer.Typer(
+    help="Run the Prefect server salesflow's schedules and workers need.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("up")
+def server_up(
+    port: Annotated[int, typer.Option(help="Port of the API and UI.", min=1, max=65535)] = 4200,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    db_url: Annotated[
+        str | None,
+        typer.Option(
+            "--db-url",
+            help="Prefect's database, e.g. postgresql://user:password@host/prefect. "
+            "Default: the prefect_db_url setting, else SQLite in PREFECT_HOME.",
+        ),
+    ] = None,
+) -> None:
+    """Start a Prefect server (API and UI) in the foreground until Ctrl-C.
+
+    Point clients at it with the PREFECT_API_URL it prints; use PostgreSQL for production.
+    """
+    from salesflow.server import server_up as start_server
+
+    with _user_errors():
+        start_server(
+            _settings(),
+            host,
+            port,
+            db_url,
+            echo=lambda line: console.print(line, highlight=False, soft_wrap=True),
+        )
 
 
 @app.command()

@@ -1,0 +1,288 @@
+"""The scheduled deployments: names, schedules and parameters, built from Settings in one place.
+
+Two routes use these specs: `salesflow serve` (one long-running process runs the flows) and the
+work-pool route (`salesflow deploy`, or `prefect deploy` on the repository's prefect.yaml, which a
+test keeps equal to `render_prefect_yaml` of the default settings), where workers run them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+from zoneinfo import ZoneInfo
+
+import yaml
+from prefect.schedules import Cron, Interval, RRule, Schedule
+
+from salesflow.config import Settings
+from salesflow.errors import PrefectUnavailableError, UsageError
+from salesflow.flows import scheduled
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.flows import Flow
+
+ENTRYPOINT_FILE = "src/salesflow/flows/scheduled.py"
+PREFECT_YAML = "prefect.yaml"
+TAGS = ("salesflow", "scheduled")
+# Intervals count from midnight of a fixed day in the shop time zone, so a 15-minute poll runs at
+# :00, :15, :30 and :45 whenever the deployment was registered.
+INTERVAL_ANCHOR = datetime(2024, 1, 1)
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One deployment: which flow, under what name, when, and with which parameters."""
+
+    name: str
+    function: str  # the flow's function in salesflow/flows/scheduled.py
+    schedule: Schedule
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flow(self) -> Flow[..., Any]:
+        found: Flow[..., Any] = getattr(scheduled, self.function)
+        return found
+
+    @property
+    def flow_name(self) -> str:
+        return self.flow.name
+
+    @property
+    def full_name(self) -> str:
+        """How Prefect names it: `prefect deployment run salesflow-daily/daily`."""
+        return f"{self.flow_name}/{self.name}"
+
+    @property
+    def entrypoint(self) -> str:
+        """File-path entrypoint, relative to the repository root (prefect.yaml)."""
+        return f"{ENTRYPOINT_FILE}:{self.function}"
+
+    def describe_schedule(self) -> str:
+        """The schedule as an operator reads it, e.g. `cron 0 6 * * *` or `every 15 min`."""
+        if self.schedule.cron is not None:
+            return f"cron {self.schedule.cron}"
+        if self.schedule.interval is not None:
+            return f"every {int(self.schedule.interval.total_seconds() // 60)} min"
+        return f"rrule {self.schedule.rrule}"
+
+
+def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
+    """The three scheduled deployments, their schedules in the shop time zone.
+
+    A cron or RRule Prefect cannot read stops here with one line naming the setting.
+    """
+    zone = settings.timezone
+    return [
+        DeploymentSpec(
+            "daily",
+            "daily_flow",
+            _schedule("daily_cron", lambda: Cron(settings.daily_cron, timezone=zone)),
+            {"fail_if_missing": True},
+        ),
+        DeploymentSpec(
+            "poll",
+            "poll_flow",
+            Interval(
+                settings.poll_interval_minutes * 60,
+                anchor_date=INTERVAL_ANCHOR.replace(tzinfo=ZoneInfo(zone)),
+                timezone=zone,
+            ),
+        ),
+        DeploymentSpec(
+            "quality-report",
+            "quality_report_flow",
+            _schedule("quality_rrule", lambda: RRule(settings.quality_rrule, timezone=zone)),
+            {"days": 7},
+        ),
+    ]
+
+
+def _schedule(setting: str, make: Any) -> Schedule:
+    try:
+        built: Schedule = make()
+    except ValueError as error:
+        raise UsageError(f"bad configuration: {setting}: {error}") from None
+    return built
+
+
+def build_deployments(
+    settings: Settings, work_pool: str | None = None, working_dir: Path | None = None
+) -> list[RunnerDeployment]:
+    """Prefect deployments of the specs: served when `work_pool` is None, else for that pool.
+
+    Entrypoints are module paths (`salesflow.flows.scheduled.daily_flow`): the installed package
+    is importable wherever salesflow runs, so neither route needs code storage or a checkout.
+    A process worker runs each flow in a temporary folder unless told otherwise, so pool
+    deployments carry `working_dir` (where salesflow.toml and a relative data_dir resolve).
+    """
+    from prefect.deployments.runner import EntrypointType, RunnerDeployment
+
+    job_variables = {"working_dir": str(working_dir)} if work_pool and working_dir else None
+    deployments = []
+    for spec in deployment_specs(settings):
+        deployment = cast(
+            RunnerDeployment,
+            spec.flow.to_deployment(
+                name=spec.name,
+                schedules=[spec.schedule],
+                parameters=spec.parameters,
+                tags=list(TAGS),
+                work_pool_name=work_pool,
+                job_variables=job_variables,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            ),
+        )
+        if work_pool is None:
+            # Prefect updates only the fields set explicitly: a deployment registered for a
+            # pool before would keep it, and a worker would run its schedules too.
+            deployment.work_pool_name = None
+            deployment.job_variables = {}
+        deployments.append(deployment)
+    return deployments
+
+
+def require_server() -> str:
+    """The URL of a reachable Prefect server; one clear error line otherwise.
+
+    Prefect's ephemeral API lives and dies with one command and runs neither the scheduler nor
+    workers, so schedules need a real server.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        raise PrefectUnavailableError(
+            "no Prefect server: set PREFECT_API_URL to a running one (start it with `salesflow "
+            "server up`); Prefect's ephemeral API cannot run schedules or workers"
+        )
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is not None:
+        reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
+        raise PrefectUnavailableError(
+            f"cannot reach the Prefect server at {url} ({reason}); start it with `salesflow "
+            "server up` or fix PREFECT_API_URL"
+        )
+    return url
+
+
+def serve_deployments(settings: Settings) -> None:
+    """Serve the deployments from this process until Ctrl-C or SIGTERM.
+
+    What `prefect.serve` does, with one change: SIGTERM (a service manager's stop) ends the
+    runner like Ctrl-C. Prefect's own SIGTERM handler calls sys.exit from inside the event loop,
+    skipping the shutdown that pauses the schedules. Paused, no runs pile up while nothing
+    serves them; the next serve resumes them.
+    """
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class GracefulRunner(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+    runner = GracefulRunner(pause_on_shutdown=True)
+    for deployment in build_deployments(settings):
+        runner.add_deployment(deployment)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(runner.start())
+
+
+def register_deployments(
+    settings: Settings, work_pool: str, create_pool: bool, working_dir: Path
+) -> list[tuple[str, str]]:
+    """Register the deployments against `work_pool` (a process pool); (full name, id) of each."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    specs = deployment_specs(settings)
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(work_pool)
+        except ObjectNotFound:
+            if not create_pool:
+                raise UsageError(
+                    f"work pool {work_pool!r} does not exist; run with --create-pool or "
+                    f"`prefect work-pool create {work_pool} --type process`"
+                ) from None
+            pool = client.create_work_pool(
+                WorkPoolCreate(
+                    name=work_pool,
+                    type="process",
+                    base_job_template=ProcessWorker.get_default_base_job_template(),
+                )
+            )
+    if pool.type != "process":
+        raise UsageError(
+            f"work pool {work_pool!r} is of type {pool.type!r}; salesflow deploys to a process pool"
+        )
+    deployments = build_deployments(settings, work_pool=work_pool, working_dir=working_dir)
+    return [
+        (spec.full_name, str(deployment.apply(work_pool_name=work_pool)))
+        for spec, deployment in zip(specs, deployments, strict=True)
+    ]
+
+
+def render_prefect_yaml(settings: Settings) -> str:
+    """prefect.yaml for `prefect deploy --all` from the repository root (the work-pool route).
+
+    It has no pull section on purpose: `prefect deploy` then records the folder it ran in as the
+    flow runs' working directory, so the committed file holds no absolute path.
+    """
+    deployments = []
+    for spec in deployment_specs(settings):
+        deployments.append(
+            {
+                "name": spec.name,
+                "entrypoint": spec.entrypoint,
+                "tags": list(TAGS),
+                "parameters": spec.parameters,
+                "work_pool": {"name": settings.work_pool},
+                "schedules": [_schedule_yaml(spec.schedule)],
+            }
+        )
+    pool = settings.work_pool
+    header = (
+        "# The work-pool route of salesflow's scheduled deployments (README: 'Schedules and\n"
+        "# deployments'). Generated from the default settings by `python -m\n"
+        "# salesflow.deployments > prefect.yaml`; a test keeps the two equal. From the repository\n"
+        "# root, against a Prefect server (PREFECT_API_URL):\n"
+        f"#   prefect work-pool create {pool} --type process\n"
+        "#   prefect deploy --all\n"
+        f"#   prefect worker start --pool {pool}\n"
+    )
+    body = yaml.safe_dump(
+        {"name": "salesflow", "build": None, "push": None, "deployments": deployments},
+        sort_keys=False,
+        width=100,
+    )
+    return header + body
+
+
+def _schedule_yaml(schedule: Schedule) -> dict[str, Any]:
+    if schedule.cron is not None:
+        return {"cron": schedule.cron, "timezone": schedule.timezone}
+    if schedule.interval is not None:
+        return {
+            "interval": int(schedule.interval.total_seconds()),
+            "anchor_date": schedule.anchor_date.isoformat(),
+            "timezone": schedule.timezone,
+        }
+    return {"rrule": schedule.rrule, "timezone": schedule.timezone}
+
+
+def default_settings() -> Settings:
+    """The defaults alone, whatever the environment or salesflow.toml say: the committed file."""
+    return Settings.model_construct()
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates prefect.yaml
+    print(render_prefect_yaml(default_settings()), end="")

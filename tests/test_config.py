@@ -317,3 +317,13 @@ def test_time_zone_the_pipeline_cannot_use_is_a_usage_error(zone: str) -> None:
     # the timestamps, does not: validation would later crash with a ComputeError traceback.
     with pytest.raises(UsageError, match="time zone"):
         load_settings(timezone=zone)
+
+
+def test_a_postgres_warehouse_url_is_kept_as_a_url_and_must_not_carry_a_password() -> None:
+    url = "postgresql://etl@db.internal:5432/shop?schema=analytics"
+    assert load_settings(warehouse=url).warehouse_location == url
+    assert load_settings(warehouse="wh.duckdb").warehouse_location == str(Path("wh.duckdb"))
+
+    with pytest.raises(UsageError, match="keep the password out of the warehouse URL") as caught:
+        load_settings(warehouse="postgresql://etl:hunter2@db.internal/shop")
+    assert "hunter2" not in str(caught.value)

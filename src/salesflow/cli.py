@@ -167,7 +167,10 @@ def run(
     ],
     warehouse: Annotated[
         str | None,
-        typer.Option(help="DuckDB warehouse file. Default: <data_dir>/warehouse.duckdb."),
+        typer.Option(
+            help="DuckDB warehouse file, or postgresql://user@host/db?schema=NAME. "
+            "Default: <data_dir>/warehouse.duckdb."
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Reload batches even when their file is unchanged.")
@@ -316,7 +319,7 @@ def validate(
         settings = _settings(warehouse=warehouse)
         files = discover_sources(paths)
         rules = ValidationRules.from_settings(settings)
-        existing = open_warehouse(str(settings.warehouse_path))
+        existing = open_warehouse(settings.warehouse_location)
         table = Table(title="validation (dry run)", title_justify="left")
         table.add_column("file", no_wrap=True)
         for column in ("rows", "valid", "rejected"):
@@ -491,7 +494,7 @@ def backfill(
             first,
             last,
             reprocess,
-            open_warehouse(str(settings.warehouse_path)),
+            open_warehouse(settings.warehouse_location),
         )
         _print_plan(plan)
         days = {entry.day: list(entry.files) for entry in plan if entry.run}

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -190,6 +191,25 @@ class Settings(BaseSettings):
                 "so every total fits DECIMAL(18,4)"
             )
         return self
+
+    @field_validator("warehouse")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        """The warehouse is part of every flow run's parameters, which Prefect stores and shows:
+        a password must come from elsewhere."""
+        if value and "://" in value and urlsplit(value).password is not None:
+            raise ValueError(
+                "keep the password out of the warehouse URL (Prefect stores it with every run): "
+                "use PGPASSWORD or ~/.pgpass"
+            )
+        return value
+
+    @property
+    def warehouse_location(self) -> str:
+        """The warehouse as open_warehouse takes it: a URL (PostgreSQL) as given, else a path."""
+        if self.warehouse and "://" in self.warehouse:
+            return self.warehouse
+        return str(self.warehouse_path)
 
     @property
     def warehouse_path(self) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
-from tests.conftest import CANONICAL_HEADER, write_csv
+from tests.conftest import CANONICAL_HEADER, COURSE_CSV, write_csv
 from tests.prefect_server import fresh_postgres_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
@@ -174,3 +175,18 @@ def test_a_failure_after_the_commit_rolls_postgres_back_to_the_previous_version(
     assert postgres.fetch("SELECT count(*), min(region) FROM sales WHERE batch_id = 'day.csv'") == [
         (6, "East")
     ]
+
+
+def test_the_cli_loads_into_postgres_given_a_url(
+    tmp_path: Path, postgres: PostgresWarehouse
+) -> None:
+    from tests.test_cli import run_in_fresh_process
+
+    result = run_in_fresh_process(
+        tmp_path, "run", str(COURSE_CSV), "--accept-rejects", "--warehouse", postgres.location
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert postgres.fetch("SELECT count(*), sum(total) FROM sales") == [(8, Decimal("6306.25"))]
+    assert postgres.fetch("SELECT count(*) FROM sales_rejected") == [(5,)]
+    assert not (tmp_path / "data" / "warehouse.duckdb").exists()  # not taken for a file name

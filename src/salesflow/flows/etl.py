@@ -122,7 +122,7 @@ def etl_flow(
     `accept_rejects`.
     """
     settings = settings or load_settings()
-    location = open_warehouse(warehouse or str(settings.warehouse_path)).location
+    location = open_warehouse(warehouse or settings.warehouse_location).location
     files = discover_sources(sources)
     run_id = str(flow_run.id) if flow_run.id else None
     staging_root = (settings.staging_path / (run_id or uuid4().hex)).resolve()

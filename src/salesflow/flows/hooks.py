@@ -124,4 +124,4 @@ def warehouse_of(parameters: dict[str, Any]) -> str:
         settings = load_settings(**given)
     else:
         settings = load_settings()
-    return str(settings.warehouse_path)
+    return settings.warehouse_location

@@ -118,15 +118,16 @@ def quality_report_flow(days: ReportDays = 7, until: date | None = None) -> str:
 
 def _not_loaded(files: list[Path], settings: Settings) -> list[Path]:
     """The files whose current content is not what the warehouse's batches table holds."""
-    if not settings.warehouse_path.exists():
+    location = settings.warehouse_location
+    if "://" not in location and not Path(location).exists():
         return files
-    warehouse = open_warehouse(str(settings.warehouse_path))
+    warehouse = open_warehouse(location)
     warehouse.ensure_schema()
     return [path for path in files if warehouse.loaded_sha256(path.name) != file_sha256(path)]
 
 
 def _empty_summary(settings: Settings) -> RunSummary:
-    return RunSummary(warehouse=str(settings.warehouse_path), flow_run_id=None, outcomes=[])
+    return RunSummary(warehouse=settings.warehouse_location, flow_run_id=None, outcomes=[])
 
 
 def _raise_on_failed_batches(summary: RunSummary) -> RunSummary:

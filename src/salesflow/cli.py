@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,6 +27,7 @@ from salesflow import __version__
 from salesflow.backfill import Reprocess
 from salesflow.config import CONFIG_FILE_ENV, Settings, load_settings
 from salesflow.errors import BatchError, PrefectUnavailableError, SalesflowError, UsageError
+from salesflow.profiles import apply_profile, resolve_profile
 
 if TYPE_CHECKING:
     from salesflow.backfill import DayPlan
@@ -70,7 +72,8 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except SalesflowError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        # Escaped: a message may quote brackets (`[profiles.NAME]`, a file name) Rich would eat.
+        errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         errors.print("[yellow]interrupted[/]")
@@ -119,6 +122,16 @@ def main(
 
 def _settings(**overrides: Any) -> Settings:
     return load_settings(**overrides)
+
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Source profile: its column map replaces header matching, its rules apply "
+        "(built in: online-retail; more under [profiles.NAME] in salesflow.toml).",
+        metavar="NAME",
+    ),
+]
 
 
 @app.command()
@@ -191,6 +204,7 @@ def run(
             "--refresh-cache", help="Recompute stage results instead of reusing cached ones."
         ),
     ] = False,
+    profile: ProfileOption = None,
 ) -> None:
     """Load landing files into the warehouse through the [bold]salesflow-etl[/] Prefect flow.
 
@@ -199,7 +213,9 @@ def run(
     """
     with _user_errors():
         settings = _settings(warehouse=warehouse, max_workers=max_workers)
-        summary = _run_with_progress(paths, settings, force, accept_rejects, refresh_cache)
+        if profile is not None:  # an unknown name or bad override stops here, before Prefect
+            apply_profile(settings, resolve_profile(settings, profile))
+        summary = _run_with_progress(paths, settings, force, accept_rejects, refresh_cache, profile)
         _print_run(summary)
         for outcome in summary.failed:
             errors.print(f"[bold red]failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
@@ -213,6 +229,7 @@ def _run_with_progress(
     force: bool,
     accept_rejects: bool = False,
     refresh_cache: bool = False,
+    profile: str | None = None,
 ) -> RunSummary:
     from salesflow.flows.etl import on_batch_finished, run_etl
     from salesflow.sources.files import discover_sources
@@ -233,6 +250,7 @@ def _run_with_progress(
                     force=force,
                     accept_rejects=accept_rejects,
                     refresh_cache=refresh_cache,
+                    profile=profile,
                 )
             except RuntimeError as error:
                 if "Prefect API" not in str(error):
@@ -303,6 +321,7 @@ def validate(
         str | None,
         typer.Option(help="Warehouse checked for rows other batches already loaded (read only)."),
     ] = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Dry run: check files against the contract and count rejections by reason; writes nothing.
 
@@ -317,6 +336,11 @@ def validate(
 
     with _user_errors():
         settings = _settings(warehouse=warehouse)
+        profile_columns = None
+        if profile is not None:
+            chosen = resolve_profile(settings, profile)
+            settings = apply_profile(settings, chosen)
+            profile_columns = chosen.columns
         files = discover_sources(paths)
         rules = ValidationRules.from_settings(settings)
         existing = open_warehouse(settings.warehouse_location)
@@ -332,7 +356,9 @@ def validate(
             for source in files:
                 progress.update(bar, description=source.name)
                 try:
-                    manifest = stages.check_source(source, rules, existing)
+                    manifest = stages.check_source(
+                        source, rules, existing, profile, profile_columns
+                    )
                 except SalesflowError as error:
                     unreadable.append(str(error))
                     problem = error.problem if isinstance(error, BatchError) else str(error)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import polars as pl
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -25,7 +23,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from salesflow.contract import check_timestamp_format, check_timezone
 from salesflow.errors import UsageError
+from salesflow.profiles import SourceProfile
 
 CONFIG_FILE_ENV = "SALESFLOW_CONFIG"
 MAX_TOTAL = 10**14  # DECIMAL(18,4) holds 14 integer digits
@@ -85,6 +85,15 @@ class Settings(BaseSettings):
         default_factory=_default_workers, gt=0, description="Batches processed at once."
     )
     max_days_in_flight: int = Field(2, gt=0, description="Days a backfill runs at once.")
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads",
+        description="Where batch stages run: a thread pool here, or a Dask cluster.",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Scheduler of an existing Dask cluster (tcp://host:8786); unset = a local "
+        "cluster of max_workers processes.",
+    )
     split_rows: int = Field(
         0,
         ge=0,
@@ -141,6 +150,10 @@ class Settings(BaseSettings):
         "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=7;BYMINUTE=0",
         description="When salesflow-quality-report publishes its artifact (RRule, timezone).",
     )
+    profiles: dict[str, SourceProfile] = Field(
+        default_factory=dict,
+        description="Source profiles by name: a column map and rule overrides (`--profile`).",
+    )
     work_pool: str = Field(
         "salesflow-process",
         min_length=1,
@@ -166,20 +179,12 @@ class Settings(BaseSettings):
     @field_validator("timestamp_format")
     @classmethod
     def _usable_format(cls, value: str | None) -> str | None:
-        if value is not None and "%" not in value:
-            raise ValueError(f"{value!r} is not a strptime format (e.g. '%d/%m/%Y %H:%M')")
-        return value
+        return None if value is None else check_timestamp_format(value)
 
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-            # Polars does the conversions and knows fewer zones than the OS (no "Factory").
-            pl.Series([datetime(2024, 1, 1)]).dt.replace_time_zone(value)
-        except (ZoneInfoNotFoundError, ValueError, pl.exceptions.PolarsError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
-        return value
+        return check_timezone(value)
 
     @model_validator(mode="after")
     def _consistent_bounds(self) -> Settings:

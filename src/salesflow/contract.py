@@ -7,8 +7,10 @@ codes declared here, and the Pandera model checks every batch before it reaches 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandera.polars as pa
 import polars as pl
@@ -48,6 +50,24 @@ COLUMN_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "unit_price": ("unit_price", "price", "unitprice", "precio_unitario", "precio"),
     "region": ("region", "región", "zone", "zona"),
 }
+
+
+def check_timezone(value: str) -> str:
+    """A time zone both the OS and Polars know (shared by settings and source profiles)."""
+    try:
+        ZoneInfo(value)
+        # Polars does the conversions and knows fewer zones than the OS (no "Factory").
+        pl.Series([datetime(2024, 1, 1)]).dt.replace_time_zone(value)
+    except (ZoneInfoNotFoundError, ValueError, pl.exceptions.PolarsError) as error:
+        raise ValueError(f"unknown time zone {value!r}") from error
+    return value
+
+
+def check_timestamp_format(value: str) -> str:
+    """A strptime format, not a sample date someone pasted by mistake."""
+    if "%" not in value:
+        raise ValueError(f"{value!r} is not a strptime format (e.g. '%d/%m/%Y %H:%M')")
+    return value
 
 
 class Reason(StrEnum):

@@ -33,6 +33,12 @@ class BatchManifest(BaseModel):
     part: str | None = Field(
         None, description="The region this part of a split batch holds; None for a whole batch."
     )
+    profile: str | None = Field(
+        None, description="Source profile whose column map replaces header aliasing."
+    )
+    profile_columns: dict[str, str] | None = Field(
+        None, description="That profile's map, source column -> canonical column."
+    )
     header: list[str] = Field(default_factory=list, description="The file's own column names.")
     column_map: dict[str, str] = Field(default_factory=dict)
     rows_in: int = 0

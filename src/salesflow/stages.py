@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +26,12 @@ from salesflow.errors import (
     UnreadableSourceError,
 )
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
-from salesflow.sources.files import file_sha256, map_columns, stage_source
+from salesflow.sources.files import (
+    file_sha256,
+    map_columns,
+    map_profile_columns,
+    stage_source,
+)
 from salesflow.transform import TicketBands, transform_batch
 from salesflow.validate import (
     ValidationRules,
@@ -41,11 +46,18 @@ from salesflow.warehouse.base import LoadPolicy, Warehouse
 CODE_VERSION = "2"
 
 
-def plan(source: Path, warehouse: Warehouse | None = None, force: bool = False) -> BatchManifest:
+def plan(
+    source: Path,
+    warehouse: Warehouse | None = None,
+    force: bool = False,
+    profile: str | None = None,
+    profile_columns: Mapping[str, str] | None = None,
+) -> BatchManifest:
     """Fingerprint a landing file and decide from the warehouse whether it needs loading.
 
     Never cached: the warehouse's `batches` table, not a cache, says what is loaded. Without a
-    warehouse (a dry run) nothing is skipped.
+    warehouse (a dry run) nothing is skipped. A source profile's column map travels with the
+    manifest, so every stage's cache key knows how the file was read.
     """
     manifest = BatchManifest(
         batch_id=source.name,
@@ -53,6 +65,8 @@ def plan(source: Path, warehouse: Warehouse | None = None, force: bool = False) 
         sha256=_fingerprint(source),
         started_at=datetime.now(UTC),
         force=force,
+        profile=profile,
+        profile_columns=dict(profile_columns) if profile_columns is not None else None,
     )
     unchanged = (
         warehouse is not None and warehouse.loaded_sha256(manifest.batch_id) == manifest.sha256
@@ -67,7 +81,12 @@ def stage(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
     source = Path(manifest.source)
     staged = manifest.model_copy(update={"staging_dir": staging_root / manifest.batch_id})
     rows_in, header = stage_source(source, staged.raw_path)
-    column_map = map_columns(str(source), header)
+    if manifest.profile is not None and manifest.profile_columns is not None:
+        column_map = map_profile_columns(
+            str(source), header, manifest.profile, manifest.profile_columns
+        )
+    else:
+        column_map = map_columns(str(source), header)
     return staged.model_copy(
         update={"rows_in": rows_in, "header": header, "column_map": column_map}
     )
@@ -78,9 +97,11 @@ def extract(
     staging_root: Path,
     warehouse: Warehouse | None = None,
     force: bool = False,
+    profile: str | None = None,
+    profile_columns: Mapping[str, str] | None = None,
 ) -> BatchManifest:
     """Plan and stage in one step (the dry run and tests use this)."""
-    return stage(plan(source, warehouse, force), staging_root)
+    return stage(plan(source, warehouse, force, profile, profile_columns), staging_root)
 
 
 def require_staged(manifest: BatchManifest, *paths: Path) -> None:
@@ -237,7 +258,11 @@ def check_committed(outcome: BatchOutcome, warehouse: Warehouse) -> None:
 
 
 def check_source(
-    source: Path, rules: ValidationRules, warehouse: Warehouse | None = None
+    source: Path,
+    rules: ValidationRules,
+    warehouse: Warehouse | None = None,
+    profile: str | None = None,
+    profile_columns: Mapping[str, str] | None = None,
 ) -> BatchManifest:
     """Dry run of one file: the reasons a real run would give, written nowhere that stays.
 
@@ -245,7 +270,8 @@ def check_source(
     as they would at load.
     """
     with tempfile.TemporaryDirectory(prefix="salesflow-check-") as scratch:
-        checked = validate(extract(source, Path(scratch)), rules)
+        staged = extract(source, Path(scratch), profile=profile, profile_columns=profile_columns)
+        checked = validate(staged, rules)
         # Transforming only serves the duplicate check: skip it when there is no warehouse.
         holds_data = warehouse is not None and Path(warehouse.location).exists()
         if not holds_data or checked.rows_valid == 0:

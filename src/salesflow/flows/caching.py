@@ -25,6 +25,9 @@ def _key(stage: str, manifest: BatchManifest, *extra: Any) -> str:
     parts = [stage, manifest.batch_id, manifest.sha256, CONTRACT_VERSION, CODE_VERSION]
     if manifest.part is not None:  # one region of a split batch
         parts.append(f"part={manifest.part}")
+    if manifest.profile is not None:  # read through a profile's column map, not by headers
+        parts.append(f"profile={manifest.profile}")
+        parts.append(repr(sorted((manifest.profile_columns or {}).items())))
     parts += [repr(value) for value in extra]
     return f"salesflow-{stage}-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 

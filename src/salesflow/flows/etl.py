@@ -44,6 +44,7 @@ from salesflow.flows.tasks import (
     validate_batch,
 )
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
+from salesflow.profiles import apply_profile, resolve_profile
 from salesflow.sources.files import discover_sources
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
@@ -113,22 +114,36 @@ def etl_flow(
     refresh_cache: bool = False,
     as_of: datetime | None = None,
     settings: Settings | None = None,
+    profile: str | None = None,
 ) -> RunSummary:
     """Load landing files (or directories of them) into the warehouse, one batch per file.
 
     `as_of` is the time future_date is judged against (default: now), for reproducible reruns.
+    `profile` names a source profile: its column map replaces header aliasing and its rule
+    overrides apply to every file of the run.
 
     A batch rejecting more than `max_reject_share` of its rows fails whole unless
     `accept_rejects`.
     """
     settings = settings or load_settings()
+    profile_columns: dict[str, str] | None = None
+    if profile is not None:
+        chosen = resolve_profile(settings, profile)
+        settings = apply_profile(settings, chosen)
+        profile_columns = chosen.columns
     location = open_warehouse(warehouse or settings.warehouse_location).location
     files = discover_sources(sources)
     run_id = str(flow_run.id) if flow_run.id else None
     staging_root = (settings.staging_path / (run_id or uuid4().hex)).resolve()
     _remove_expired_staging(settings.staging_path, timedelta(hours=settings.cache_hours))
     logger = get_run_logger()
-    logger.info("run batches=%d warehouse=%s force=%s", len(files), location, force)
+    logger.info(
+        "run batches=%d warehouse=%s force=%s profile=%s",
+        len(files),
+        location,
+        force,
+        profile or "-",
+    )
     # Passing the returned location on makes prepare-warehouse upstream of extract and load.
     limit = settings.warehouse_concurrency_limit
     location = prepare_warehouse.with_options(**_retry_options(settings))(location, limit)
@@ -141,7 +156,17 @@ def etl_flow(
         )
         rules = ValidationRules.from_settings(settings, now=as_of)
         outcomes = _run_batches(
-            files, location, force, settings, staging_root, run_id, policy, rules, refresh_cache
+            files,
+            location,
+            force,
+            settings,
+            staging_root,
+            run_id,
+            policy,
+            rules,
+            refresh_cache,
+            profile,
+            profile_columns,
         )
     finally:
         # Loaded batches took their staged files with them; a failed batch's stay for the cache.
@@ -176,6 +201,8 @@ def _run_batches(
     policy: LoadPolicy,
     rules: ValidationRules,
     refresh_cache: bool = False,
+    profile: str | None = None,
+    profile_columns: dict[str, str] | None = None,
 ) -> dict[Path, BatchOutcome]:
     """Pipeline the batches: stages run side by side, commits happen one at a time in file order.
 
@@ -223,7 +250,7 @@ def _run_batches(
             position, source = waiting.popleft()
             attempt[position] = 0
             step = _Step("plan", position, source, datetime.now(UTC), fresh=refresh_cache)
-            in_flight[plan.submit(source, location, force)] = step
+            in_flight[plan.submit(source, location, force, profile, profile_columns)] = step
 
     def commit_next() -> None:
         nonlocal next_commit
@@ -370,6 +397,7 @@ def run_etl(
     accept_rejects: bool = False,
     refresh_cache: bool = False,
     as_of: datetime | None = None,
+    profile: str | None = None,
 ) -> RunSummary:
     """Run the flow with a thread pool sized from settings (the entry point the CLI uses)."""
     runner: Any = ThreadPoolTaskRunner(max_workers=settings.max_workers)
@@ -381,4 +409,5 @@ def run_etl(
         refresh_cache=refresh_cache,
         as_of=as_of,
         settings=settings,
+        profile=profile,
     )

@@ -76,9 +76,17 @@ def prepare_warehouse(warehouse_location: str, concurrency_limit: str | None = N
 
 
 @task(name="plan", tags=["extract"], **STAGE_OPTIONS, **RETRY_OPTIONS)
-def plan_batch(source: Path, warehouse_location: str, force: bool) -> BatchManifest:
+def plan_batch(
+    source: Path,
+    warehouse_location: str,
+    force: bool,
+    profile: str | None = None,
+    profile_columns: dict[str, str] | None = None,
+) -> BatchManifest:
     """Fingerprint one landing file; skip it when the warehouse holds it unchanged."""
-    manifest = stages.plan(source, open_warehouse(warehouse_location), force)
+    manifest = stages.plan(
+        source, open_warehouse(warehouse_location), force, profile, profile_columns
+    )
     if manifest.skipped:
         get_run_logger().info(
             "batch=%s stage=plan status=skipped sha256=%s",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -141,6 +141,47 @@ def map_columns(source: str, header: Sequence[str]) -> dict[str, str]:
             source, f"missing required column{plural} {names} (found: {found})"
         )
     return mapping
+
+
+def map_profile_columns(
+    source: str, header: Sequence[str], profile: str, columns: Mapping[str, str]
+) -> dict[str, str]:
+    """The column map a profile declares (canonical -> input name), instead of aliasing.
+
+    `columns` maps source names (matched as headers are) onto canonical ones; the file's other
+    columns are ignored. A mapped column the file lacks, or holds twice, fails the batch naming
+    the profile, since the profile, not the file, may be the thing to fix.
+    """
+    by_normal: dict[str, list[str]] = {}
+    for original in header:
+        by_normal.setdefault(normalise_header(_DUPLICATED.sub("", original)), []).append(original)
+    mapping: dict[str, str] = {}
+    missing: list[str] = []
+    for source_column, canonical in columns.items():
+        found = by_normal.get(normalise_header(source_column), [])
+        if len(found) > 1:
+            raise AmbiguousColumnError(
+                source,
+                f"column '{source_column}' of profile '{profile}' appears more than once; "
+                "keep one and re-export",
+            )
+        if found:
+            mapping[canonical] = found[0]
+        else:
+            missing.append(source_column)
+    if missing:
+        names = ", ".join(f"'{column}'" for column in missing)
+        plural = "s" if len(missing) > 1 else ""
+        raise MissingColumnError(
+            source,
+            f"missing column{plural} {names} of profile '{profile}' "
+            f"(found: {', '.join(header) or 'no columns'})",
+        )
+    if "sku" not in mapping and "product" in mapping:
+        mapping["sku"] = mapping["product"]
+    return {
+        canonical: mapping[canonical] for canonical in CANONICAL_COLUMNS if canonical in mapping
+    }
 
 
 def scan_source(path: Path) -> pl.LazyFrame:

@@ -48,6 +48,11 @@ console = Console()
 errors = Console(stderr=True)
 
 
+class Runner(StrEnum):
+    threads = "threads"
+    dask = "dask"
+
+
 class FileFormat(StrEnum):
     csv = "csv"
     csv_gz = "csv.gz"
@@ -205,6 +210,20 @@ def run(
         ),
     ] = False,
     profile: ProfileOption = None,
+    runner: Annotated[
+        Runner | None,
+        typer.Option(
+            help="Where extract, validate and transform run: threads here, or a Dask cluster "
+            "(default: the task_runner setting).",
+        ),
+    ] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Scheduler of an existing Dask cluster, e.g. tcp://host:8786 (implies "
+            "--runner dask); without it --runner dask starts a local cluster.",
+        ),
+    ] = None,
 ) -> None:
     """Load landing files into the warehouse through the [bold]salesflow-etl[/] Prefect flow.
 
@@ -212,7 +231,14 @@ def run(
     errors such as a missing path.
     """
     with _user_errors():
-        settings = _settings(warehouse=warehouse, max_workers=max_workers)
+        if dask_address is not None:
+            runner = Runner.dask
+        settings = _settings(
+            warehouse=warehouse,
+            max_workers=max_workers,
+            task_runner=runner.value if runner else None,
+            dask_address=dask_address,
+        )
         if profile is not None:  # an unknown name or bad override stops here, before Prefect
             apply_profile(settings, resolve_profile(settings, profile))
         summary = _run_with_progress(paths, settings, force, accept_rejects, refresh_cache, profile)

@@ -8,6 +8,7 @@ previous one finishes, so worker threads never sit waiting on an upstream task.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import shutil
 import time
 from collections import deque
@@ -23,7 +24,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.tasks import exponential_backoff
+from prefect.tasks import Task, exponential_backoff
 from pydantic import BaseModel
 
 from salesflow import stages
@@ -32,6 +33,7 @@ from salesflow.errors import StaleStagingError
 from salesflow.flows.artifacts import publish_run_artifacts
 from salesflow.flows.caching import result_storage
 from salesflow.flows.hooks import notify_run, record_run
+from salesflow.flows.runners import task_runner_for
 from salesflow.flows.tasks import (
     extract_batch,
     load_batch,
@@ -235,6 +237,18 @@ def _run_batches(
     undo_root = staging_root / "undo"
     concurrency_limit = settings.warehouse_concurrency_limit
 
+    # On a Dask cluster only the stages go out to the workers: what reads or writes the
+    # warehouse (plan, load, record) stays in this process, on a small local pool.
+    home: ThreadPoolTaskRunner[Any] | None = None
+    if settings.task_runner == "dask":
+        home = ThreadPoolTaskRunner(max_workers=2)
+    home_runner: contextlib.AbstractContextManager[Any] = home or contextlib.nullcontext()
+
+    def submit_home(task: Task[..., Any], *args: Any) -> PrefectFuture[Any]:
+        if home is None:
+            return task.submit(*args)
+        return home.submit(task, parameters=dict(inspect.signature(task.fn).bind(*args).arguments))
+
     waiting = deque(enumerate(files))
     in_flight: dict[PrefectFuture[Any], _Step] = {}
     ready: dict[int, tuple[_Step, BatchManifest]] = {}  # transformed, waiting for their turn
@@ -250,7 +264,7 @@ def _run_batches(
             position, source = waiting.popleft()
             attempt[position] = 0
             step = _Step("plan", position, source, datetime.now(UTC), fresh=refresh_cache)
-            in_flight[plan.submit(source, location, force, profile, profile_columns)] = step
+            in_flight[submit_home(plan, source, location, force, profile, profile_columns)] = step
 
     def commit_next() -> None:
         nonlocal next_commit
@@ -259,7 +273,7 @@ def _run_batches(
         if next_commit in ready:
             step, manifest = ready.pop(next_commit)
             in_flight[
-                load.submit(manifest, location, run_id, policy, undo_root, concurrency_limit)
+                submit_home(load, manifest, location, run_id, policy, undo_root, concurrency_limit)
             ] = step.next("load")
 
     def finish(step: _Step, outcome: BatchOutcome) -> None:
@@ -275,70 +289,73 @@ def _run_batches(
         validate = stages_of[step.fresh][1]
         in_flight[validate.submit(manifest, rules)] = step.next("validate")
 
-    start_batches()
-    while in_flight:
-        future = next(as_completed(list(in_flight)))
-        step = in_flight.pop(future)
-        future.wait()  # sets the future's final state; before that `.state` may read a stale one
-        state = future.state
-        extract, _, transform = stages_of[step.fresh]
-        if step.attempt != attempt[step.position]:
-            pass  # a part of a batch that failed or was redone meanwhile: nothing to do
-        elif not state.is_completed():
-            error = _as_exception(state.result(raise_on_failure=False), state)
-            attempt[step.position] += 1  # the batch's other parts in flight no longer count
-            split.pop(step.position, None)
-            if isinstance(error, StaleStagingError) and not step.fresh and step.planned:
-                redo = step._replace(
-                    stage="extract", fresh=True, part=None, attempt=attempt[step.position]
-                )
-                in_flight[stages_of[True][0].submit(step.planned, staging_root)] = redo
-            elif step.failure is not None:  # the warehouse could not even record the failure
-                note = f"{step.failure.error} (not recorded in batches: {error})"
-                finish(step, step.failure.model_copy(update={"error": note}))
-            else:
-                failure = stages.failed_outcome(step.source, error, step.started_at, run_id)
-                following = step._replace(
-                    stage="record", failure=failure, part=None, attempt=attempt[step.position]
-                )
-                in_flight[record.submit(failure, location, concurrency_limit)] = following
-        elif step.stage == "plan":
-            planned = future.result()
-            if planned.skipped:
-                ready[step.position] = (step, planned)  # its turn records the skip
-            else:
-                following = step._replace(stage="extract", planned=planned)
-                in_flight[extract.submit(planned, staging_root)] = following
-        elif step.stage == "extract":
-            staged = future.result()
-            if 0 < settings.split_rows < staged.rows_in:
-                in_flight[split_task.submit(staged)] = step._replace(stage="split", staged=staged)
-            else:
-                submit_validate(step, staged)
-        elif step.stage == "split":
-            parts = future.result()
-            assert step.staged is not None
-            split[step.position] = (step.staged, [None] * len(parts))
-            for number, part in enumerate(parts):
-                submit_validate(step._replace(part=number), part)
-        elif step.stage == "validate":
-            in_flight[transform.submit(future.result(), bands)] = step.next("transform")
-        elif step.stage == "transform" and step.part is None:
-            ready[step.position] = (step, future.result())
-        elif step.stage == "transform":
-            assert step.part is not None
-            whole, parts_done = split[step.position]
-            parts_done[step.part] = future.result()
-            if all(part is not None for part in parts_done):
-                del split[step.position]
-                merged = merge.submit(whole, [part for part in parts_done if part is not None])
-                in_flight[merged] = step._replace(stage="merge", part=None)
-        elif step.stage == "merge":
-            ready[step.position] = (step, future.result())
-        else:
-            finish(step, future.result())
-        commit_next()
+    with home_runner:
         start_batches()
+        while in_flight:
+            future = next(as_completed(list(in_flight)))
+            step = in_flight.pop(future)
+            future.wait()  # sets the final state; before that `.state` may read a stale one
+            state = future.state
+            extract, _, transform = stages_of[step.fresh]
+            if step.attempt != attempt[step.position]:
+                pass  # a part of a batch that failed or was redone meanwhile: nothing to do
+            elif not state.is_completed():
+                error = _as_exception(state.result(raise_on_failure=False), state)
+                attempt[step.position] += 1  # the batch's other parts in flight no longer count
+                split.pop(step.position, None)
+                if isinstance(error, StaleStagingError) and not step.fresh and step.planned:
+                    redo = step._replace(
+                        stage="extract", fresh=True, part=None, attempt=attempt[step.position]
+                    )
+                    in_flight[stages_of[True][0].submit(step.planned, staging_root)] = redo
+                elif step.failure is not None:  # the warehouse could not even record the failure
+                    note = f"{step.failure.error} (not recorded in batches: {error})"
+                    finish(step, step.failure.model_copy(update={"error": note}))
+                else:
+                    failure = stages.failed_outcome(step.source, error, step.started_at, run_id)
+                    following = step._replace(
+                        stage="record", failure=failure, part=None, attempt=attempt[step.position]
+                    )
+                    in_flight[submit_home(record, failure, location, concurrency_limit)] = following
+            elif step.stage == "plan":
+                planned = future.result()
+                if planned.skipped:
+                    ready[step.position] = (step, planned)  # its turn records the skip
+                else:
+                    following = step._replace(stage="extract", planned=planned)
+                    in_flight[extract.submit(planned, staging_root)] = following
+            elif step.stage == "extract":
+                staged = future.result()
+                if 0 < settings.split_rows < staged.rows_in:
+                    in_flight[split_task.submit(staged)] = step._replace(
+                        stage="split", staged=staged
+                    )
+                else:
+                    submit_validate(step, staged)
+            elif step.stage == "split":
+                parts = future.result()
+                assert step.staged is not None
+                split[step.position] = (step.staged, [None] * len(parts))
+                for number, part in enumerate(parts):
+                    submit_validate(step._replace(part=number), part)
+            elif step.stage == "validate":
+                in_flight[transform.submit(future.result(), bands)] = step.next("transform")
+            elif step.stage == "transform" and step.part is None:
+                ready[step.position] = (step, future.result())
+            elif step.stage == "transform":
+                assert step.part is not None
+                whole, parts_done = split[step.position]
+                parts_done[step.part] = future.result()
+                if all(part is not None for part in parts_done):
+                    del split[step.position]
+                    merged = merge.submit(whole, [part for part in parts_done if part is not None])
+                    in_flight[merged] = step._replace(stage="merge", part=None)
+            elif step.stage == "merge":
+                ready[step.position] = (step, future.result())
+            else:
+                finish(step, future.result())
+            commit_next()
+            start_batches()
     return outcomes
 
 
@@ -399,9 +416,8 @@ def run_etl(
     as_of: datetime | None = None,
     profile: str | None = None,
 ) -> RunSummary:
-    """Run the flow with a thread pool sized from settings (the entry point the CLI uses)."""
-    runner: Any = ThreadPoolTaskRunner(max_workers=settings.max_workers)
-    return etl_flow.with_options(task_runner=runner)(
+    """Run the flow on the task runner settings ask for (the entry point the CLI uses)."""
+    return etl_flow.with_options(task_runner=task_runner_for(settings))(
         sources=sources,
         warehouse=warehouse,
         force=force,

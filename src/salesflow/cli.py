@@ -69,6 +69,10 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     # Several runs starting at once on a busy machine each start an ephemeral API: give it time.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    # Processes sharing one ephemeral API share its SQLite file, which answers 503 ("database is
+    # locked") when many write at once; Prefect's client retries those with backoff. Five tries
+    # were seen to run out with eight overlapping runs on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
 
 
 @contextmanager

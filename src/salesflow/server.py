@@ -276,8 +276,8 @@ def server_up(
         echo(f"server log:  {server.log_path}")
         echo("In another terminal, point salesflow and prefect at it:")
         echo(f"export PREFECT_API_URL={server.api_url}")
-        echo("Press Ctrl-C to stop the server.")
-        try:
+        try:  # from the line that invites Ctrl-C on, a stop signal is a clean stop
+            echo("Press Ctrl-C to stop the server.")
             while server.running:
                 time.sleep(0.5)
         except KeyboardInterrupt:

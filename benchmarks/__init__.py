@@ -1,0 +1,4 @@
+"""Side-by-side benchmarks of `salesflow run` against a plain DuckDB floor and a pandas baseline.
+
+Run with `.venv/bin/python -m benchmarks.run --help`; see the README's Benchmarks section.
+"""

@@ -1,0 +1,187 @@
+"""The benchmark command: `python -m benchmarks.run [--rows N] [--files N] [--repeat N] ...`.
+
+It generates (or reuses) the input, runs every contender as a child process, alternating them
+each repetition so a busy moment on the machine hits all of them alike, then profiles salesflow's
+stages and writes benchmarks/results/<timestamp>.json and .md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from benchmarks import contenders
+from benchmarks.data import BENCHMARKS_DIR, daily_files
+from benchmarks.measure import Measurement, measure
+from benchmarks.report import markdown_table, profile_table, summarise, write_results
+from salesflow.server import PrefectServer
+
+HUGE_ROWS = 100_000_000
+WORK_ROOT = BENCHMARKS_DIR / ".work"
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+def _measure_into(
+    measured: dict[str, list[Measurement]],
+    name: str,
+    invocation: contenders.Invocation,
+    log: Path,
+) -> None:
+    """Measure one contender once, print a line about it, keep the measurement."""
+    result = measure(invocation.command, invocation.env, log)
+    status = "ok" if result.returncode == 0 else f"FAILED ({result.returncode}), see {log}"
+    typer.echo(
+        f"  {name:<46} {result.wall_seconds:8.2f} s  "
+        f"{result.peak_rss_bytes / 2**20:8.0f} MiB  {status}"
+    )
+    measured.setdefault(name, []).append(result)
+
+
+def _repetition(
+    measured: dict[str, list[Measurement]],
+    sources: list[Path],
+    work_dir: Path,
+    server_env: dict[str, str] | None,
+    with_pandas: bool,
+    reverse: bool,
+) -> None:
+    """Every contender once, in a fresh work folder each; salesflow's re-runs follow their run."""
+
+    def salesflow_pair(name: str, rerun: str, api_env: dict[str, str] | None) -> None:
+        folder = work_dir / name.split(" (")[-1].rstrip(")").replace(" ", "-")
+        invocation = contenders.salesflow_run(folder, sources, api_env)
+        _measure_into(measured, name, invocation, folder / "first.log")
+        _measure_into(measured, rerun, invocation, folder / "rerun.log")
+
+    steps: list[Callable[[], None]] = [
+        lambda: _measure_into(
+            measured,
+            contenders.FLOOR,
+            contenders.floor(work_dir, sources),
+            work_dir / "floor.log",
+        ),
+        lambda: salesflow_pair(contenders.SALESFLOW, contenders.SALESFLOW_RERUN, None),
+    ]
+    if server_env is not None:
+        steps.append(
+            lambda: salesflow_pair(
+                contenders.SALESFLOW_SERVER, contenders.SALESFLOW_SERVER_RERUN, server_env
+            )
+        )
+    if with_pandas:
+        steps.append(
+            lambda: _measure_into(
+                measured,
+                contenders.PANDAS,
+                contenders.pandas_seed(work_dir, sources),
+                work_dir / "pandas.log",
+            )
+        )
+    for step in reversed(steps) if reverse else steps:
+        step()
+
+
+def _profile(sources: list[Path], work_dir: Path) -> dict[str, float] | None:
+    """salesflow's stage functions timed in a child process; None (with a message) on failure."""
+    invocation = contenders.stage_profile(work_dir, sources)
+    log = work_dir / "profile.log"
+    result = measure(invocation.command, invocation.env, log)
+    if result.returncode != 0:
+        typer.echo(f"stage profile failed ({result.returncode}), see {log}")
+        return None
+    seconds: dict[str, float] = json.loads(log.read_text().strip().splitlines()[-1])
+    return seconds
+
+
+@app.command()
+def main(
+    rows: Annotated[int, typer.Option(help="Rows in total, over all files.", min=1)] = 1_000_000,
+    files: Annotated[int, typer.Option(help="Number of daily files.", min=1)] = 30,
+    huge: Annotated[bool, typer.Option("--huge", help=f"{HUGE_ROWS:,} rows.")] = False,
+    repeat: Annotated[
+        int, typer.Option(help="Alternating repetitions; the median is reported.", min=1)
+    ] = 1,
+    prefect_server: Annotated[
+        bool,
+        typer.Option(
+            "--prefect-server",
+            help="Also run salesflow against a Prefect server started for the benchmark.",
+        ),
+    ] = False,
+    pandas: Annotated[
+        bool, typer.Option("--pandas/--no-pandas", help="Include the pandas baseline.")
+    ] = True,
+    profile: Annotated[
+        bool, typer.Option("--profile/--no-profile", help="Time salesflow's stages in-process.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 42,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the work folders (warehouses, logs).")
+    ] = False,
+) -> None:
+    """Benchmark `salesflow run` against a DuckDB SQL floor and a pandas baseline, side by side."""
+    rows = HUGE_ROWS if huge else rows
+    started = datetime.now(UTC)
+    sources = daily_files(rows, files, seed)
+    rows = rows // files * files
+    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    run_root = Path(tempfile.mkdtemp(prefix=started.strftime("%Y%m%dT%H%M%S-"), dir=WORK_ROOT))
+    server = PrefectServer(run_root / "prefect-server") if prefect_server else None
+    measured: dict[str, list[Measurement]] = {}
+    stage_seconds: dict[str, float] | None = None
+    try:
+        if server is not None:
+            typer.echo(f"starting a Prefect server on {server.api_url}")
+            server.start()
+        for number in range(repeat):
+            typer.echo(f"repetition {number + 1}/{repeat}, {rows:,} rows over {files} files")
+            _repetition(
+                measured,
+                sources,
+                run_root / f"repetition-{number + 1}",
+                server.env if server is not None else None,
+                pandas,
+                reverse=number % 2 == 1,
+            )
+        if profile:
+            typer.echo("profiling salesflow's stages in-process")
+            stage_seconds = _profile(sources, run_root / "profile")
+    finally:
+        if server is not None:
+            server.stop()
+        if not keep:
+            shutil.rmtree(run_root, ignore_errors=True)
+    summaries = summarise(measured, rows)
+    flow_runs = measured.get(contenders.SALESFLOW, [])
+    flow_wall = statistics.median(run.wall_seconds for run in flow_runs) if flow_runs else None
+    config = {
+        "rows": rows,
+        "files": files,
+        "repeat": repeat,
+        "seed": seed,
+        "prefect_server": prefect_server,
+        "cpus": os.cpu_count(),
+        "platform": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
+    }
+    json_path, markdown_path = write_results(
+        config, measured, summaries, stage_seconds, flow_wall, started
+    )
+    typer.echo("\n" + markdown_table(summaries))
+    if stage_seconds is not None:
+        typer.echo("\n" + profile_table(stage_seconds, flow_wall))
+    typer.echo(f"\nwrote {json_path} and {markdown_path}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,60 @@
+"""Where salesflow's time goes: the stage functions of salesflow.stages timed in-process.
+
+The same plan, stage, validate, transform and load the flow runs, without Prefect, one file after
+another into a fresh warehouse. The flow's wall time minus their sum is what orchestration
+(Prefect, the ephemeral API, process start) costs. Run as a child process:
+`python -m benchmarks.stage_profile WORK_DIR FILE...`; prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from salesflow import stages
+from salesflow.config import Settings
+from salesflow.transform import TicketBands
+from salesflow.validate import ValidationRules
+from salesflow.warehouse.duckdb import DuckDBWarehouse
+
+STAGES = ("plan", "stage", "validate", "transform", "load")
+
+
+@contextmanager
+def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall time of the `with` block to seconds[name]."""
+    started = time.perf_counter()
+    yield
+    seconds[name] += time.perf_counter() - started
+
+
+def profile_stages(work_dir: Path, sources: list[Path]) -> dict[str, float]:
+    """Seconds spent in each stage over all `sources`, loaded one by one as the flow does."""
+    settings = Settings(data_dir=work_dir)
+    rules = ValidationRules.from_settings(settings)
+    bands = TicketBands.from_settings(settings)
+    warehouse = DuckDBWarehouse(work_dir / "warehouse.duckdb")
+    warehouse.ensure_schema()
+    staging = work_dir / "staging"
+    seconds = dict.fromkeys(STAGES, 0.0)
+    for source in sources:
+        with timed(seconds, "plan"):
+            manifest = stages.plan(source, warehouse)
+        with timed(seconds, "stage"):
+            manifest = stages.stage(manifest, staging)
+        with timed(seconds, "validate"):
+            manifest = stages.validate(manifest, rules)
+        with timed(seconds, "transform"):
+            manifest = stages.transform(manifest, bands)
+        with timed(seconds, "load"):
+            stages.load(manifest, warehouse, None)
+    return seconds
+
+
+if __name__ == "__main__":
+    result = profile_stages(Path(sys.argv[1]), [Path(arg) for arg in sys.argv[2:]])
+    print(json.dumps(result))

@@ -86,6 +86,35 @@ class Warehouse(Protocol):
         """A checksum of a table's content, in its natural key order."""
 
 
+class SqlQueries:
+    """Read queries both warehouses answer with the same SQL (through their own `fetch`, which
+    takes `?` placeholders)."""
+
+    def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def loaded_sha256(self, batch_id: str) -> str | None:
+        """sha256 of the source whose rows are loaded for this batch, if any."""
+        rows = self.fetch(
+            "SELECT sha256 FROM batches WHERE batch_id = ? AND rows_in IS NOT NULL "
+            "AND status IN ('loaded', 'skipped')",
+            [batch_id],
+        )
+        return rows[0][0] if rows else None
+
+    def read_back(self, batch_id: str) -> LoadedBatch:
+        """What a new connection sees of a batch after its commit."""
+        rows = self.fetch(
+            "SELECT (SELECT count(*) FROM sales WHERE batch_id = ?), "
+            "(SELECT coalesce(sum(total), 0) FROM sales WHERE batch_id = ?), "
+            "(SELECT count(*) FROM sales_rejected WHERE batch_id = ?), "
+            "(SELECT max(sha256) FROM batches WHERE batch_id = ? AND status = 'loaded')",
+            [batch_id] * 4,
+        )
+        loaded, amount, rejected, sha256 = rows[0]
+        return LoadedBatch(loaded, rejected, amount, sha256)
+
+
 class LoadedBatch(NamedTuple):
     """A committed batch as read back: what the flow checks before it calls a load done."""
 

@@ -24,9 +24,9 @@ from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
     TABLE_KEYS,
-    LoadedBatch,
     LoadPolicy,
     Observed,
+    SqlQueries,
     reconcile,
 )
 
@@ -177,7 +177,7 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Any:
     return row[0] if row else None
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(SqlQueries):
     """A DuckDB file holding the sales, sales_rejected, batches and daily_sales tables."""
 
     # One write lock per database file for all threads of this process.
@@ -249,14 +249,6 @@ class DuckDBWarehouse:
     def ensure_schema(self) -> None:
         with self._writer():
             pass
-
-    def loaded_sha256(self, batch_id: str) -> str | None:
-        rows = self.fetch(
-            "SELECT sha256 FROM batches WHERE batch_id = ? AND rows_in IS NOT NULL "
-            "AND status IN ('loaded', 'skipped')",
-            [batch_id],
-        )
-        return rows[0][0] if rows else None
 
     def load_batch(
         self,
@@ -408,18 +400,6 @@ class DuckDBWarehouse:
                 con.execute("ROLLBACK")
                 raise
         return True
-
-    def read_back(self, batch_id: str) -> LoadedBatch:
-        """What a new connection sees of a batch after its commit."""
-        rows = self.fetch(
-            "SELECT (SELECT count(*) FROM sales WHERE batch_id = $1), "
-            "(SELECT coalesce(sum(total), 0) FROM sales WHERE batch_id = $1), "
-            "(SELECT count(*) FROM sales_rejected WHERE batch_id = $1), "
-            "(SELECT max(sha256) FROM batches WHERE batch_id = $1 AND status = 'loaded')",
-            [batch_id],
-        )
-        loaded, amount, rejected, sha256 = rows[0]
-        return LoadedBatch(loaded, rejected, amount, sha256)
 
     @staticmethod
     def _holds(con: duckdb.DuckDBPyConnection, batch_id: str, sha256: str) -> bool:

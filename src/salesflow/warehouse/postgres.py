@@ -37,9 +37,9 @@ from salesflow.sources.files import SOURCE_ROW
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
     TABLE_KEYS,
-    LoadedBatch,
     LoadPolicy,
     Observed,
+    SqlQueries,
     reconcile,
 )
 
@@ -201,7 +201,7 @@ def _copy_frame(cursor: psycopg.Cursor[Any], target: sql.Composable, frame: pl.D
             copy.write(buffer.getvalue())
 
 
-class PostgresWarehouse:
+class PostgresWarehouse(SqlQueries):
     """A PostgreSQL schema holding the sales, sales_rejected, batches, runs and daily_sales
     tables; `location` is its URL without any password, safe to pass around and log."""
 
@@ -364,14 +364,6 @@ class PostgresWarehouse:
             pass
 
     # --- loading --------------------------------------------------------------------------
-
-    def loaded_sha256(self, batch_id: str) -> str | None:
-        rows = self.fetch(
-            "SELECT sha256 FROM batches WHERE batch_id = ? AND rows_in IS NOT NULL "
-            "AND status IN ('loaded', 'skipped')",
-            [batch_id],
-        )
-        return rows[0][0] if rows else None
 
     def load_batch(
         self,
@@ -668,18 +660,6 @@ class PostgresWarehouse:
                             copy.write(data)
             self._refresh_daily_sales(con, dates + self._dates_of(con, batch_id))
         return True
-
-    def read_back(self, batch_id: str) -> LoadedBatch:
-        """What a new connection sees of a batch after its commit."""
-        rows = self.fetch(
-            "SELECT (SELECT count(*) FROM sales WHERE batch_id = ?), "
-            "(SELECT coalesce(sum(total), 0) FROM sales WHERE batch_id = ?), "
-            "(SELECT count(*) FROM sales_rejected WHERE batch_id = ?), "
-            "(SELECT max(sha256) FROM batches WHERE batch_id = ? AND status = 'loaded')",
-            [batch_id] * 4,
-        )
-        loaded, amount, rejected, sha256 = rows[0]
-        return LoadedBatch(loaded, rejected, amount, sha256)
 
     # --- records --------------------------------------------------------------------------
 

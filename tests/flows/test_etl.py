@@ -182,7 +182,9 @@ def test_a_busy_warehouse_is_retried_until_it_is_free(tmp_path: Path, settings: 
             sys.executable,
             "-c",
             "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-            "print('ready', flush=True); time.sleep(2); c.close()",
+            # Long enough that the run meets it even on a loaded machine; the retries
+            # (0.5 s doubling: 31 s in all) outlast it.
+            "print('ready', flush=True); time.sleep(8); c.close()",
             str(location),
         ],
         stdout=subprocess.PIPE,

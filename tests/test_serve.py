@@ -300,8 +300,8 @@ def test_sigterm_stops_serve_cleanly_and_pauses_its_schedules(served: Served) ->
     assert out.strip().splitlines()[-1] == "stopped serving; schedules paused"
     assert "Traceback" not in err and "Warning" not in err
     with client_of(served.server) as client:
-        daily = client.read_deployment_by_name(DEPLOYMENTS[0])
-    assert daily.paused
+        paused = [client.read_deployment_by_name(name).paused for name in DEPLOYMENTS]
+    assert paused == [True] * len(DEPLOYMENTS)
 
 
 @pytest.mark.e2e
@@ -311,6 +311,8 @@ def test_serve_on_a_postgres_backed_server_runs_a_day_and_stops_on_ctrl_c(
     with serving(prefect_server_on_postgres, tmp_path) as handle:
         run = handle.run(DEPLOYMENTS[0], day="2024-03-01")
         code, out, err = handle.stop(signal.SIGINT)
+        with client_of(prefect_server_on_postgres) as client:
+            paused = [client.read_deployment_by_name(name).paused for name in DEPLOYMENTS]
 
     assert run.state is not None and run.state.is_completed(), run.state
     assert warehouse_rows(tmp_path, "SELECT batch_id, rows_loaded FROM batches") == [
@@ -319,6 +321,7 @@ def test_serve_on_a_postgres_backed_server_runs_a_day_and_stops_on_ctrl_c(
     assert code == 0, err
     assert out.strip().splitlines()[-1] == "stopped serving; schedules paused"
     assert "Traceback" not in err
+    assert paused == [True] * len(DEPLOYMENTS)
 
 
 # -- the scheduled flows, called in this process against the server ------------------------------

@@ -651,8 +651,12 @@ def serve(
         if print_only:
             return
         url = require_server()
-        console.print(f"serving on {url}; Ctrl-C to stop", highlight=False, soft_wrap=True)
-        serve_deployments(settings)
+        serve_deployments(
+            settings,
+            on_ready=lambda: console.print(
+                f"serving on {url}; Ctrl-C to stop", highlight=False, soft_wrap=True
+            ),
+        )
     console.print("stopped serving; schedules paused")
 
 

@@ -7,7 +7,7 @@ test keeps equal to `render_prefect_yaml` of the default settings), where worker
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -171,27 +171,57 @@ def require_server() -> str:
     return url
 
 
-def serve_deployments(settings: Settings) -> None:
+def serve_deployments(settings: Settings, on_ready: Callable[[], None] = lambda: None) -> None:
     """Serve the deployments from this process until Ctrl-C or SIGTERM.
 
-    What `prefect.serve` does, with one change: SIGTERM (a service manager's stop) ends the
-    runner like Ctrl-C. Prefect's own SIGTERM handler calls sys.exit from inside the event loop,
-    skipping the shutdown that pauses the schedules. Paused, no runs pile up while nothing
-    serves them; the next serve resumes them.
+    What `prefect.serve` does, with one change: Ctrl-C and SIGTERM (a service manager's stop),
+    whenever they come, ask the runner to stop from inside its event loop, so it leaves its task
+    groups normally and its shutdown pauses the schedules. Prefect's own SIGTERM handler calls
+    sys.exit and a bare KeyboardInterrupt cancels the runner's tasks: either can skip or cut the
+    pause, leaving schedules that fire while nothing serves them. A signal during registration
+    stops the runner as soon as it has started. A second signal stops at once.
     """
     import asyncio
+    import signal
 
     from prefect.runner import Runner
 
     class GracefulRunner(Runner):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.stop_requested = False
+            self.serving_loop: asyncio.AbstractEventLoop | None = None
+            self.stop_task: asyncio.Task[None] | None = None
+
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
-            raise KeyboardInterrupt
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            if self.serving_loop is not None:
+                self.serving_loop.call_soon_threadsafe(self.schedule_stop)
+
+        def schedule_stop(self) -> None:
+            if self.stop_task is None:
+                self.stop_task = asyncio.get_running_loop().create_task(self.stop_once_started())
+
+        async def stop_once_started(self) -> None:
+            while not self.started:
+                await asyncio.sleep(0.05)
+            await self.astop()
+
+        async def serve(self, deployments: list[RunnerDeployment]) -> None:
+            self.serving_loop = asyncio.get_running_loop()
+            for deployment in deployments:
+                await self.aadd_deployment(deployment)
+            if self.stop_requested:
+                self.schedule_stop()
+            await self.start()  # takes SIGTERM for its own handle_sigterm: ours
 
     runner = GracefulRunner(pause_on_shutdown=True)
-    for deployment in build_deployments(settings):
-        runner.add_deployment(deployment)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runner.start())
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, runner.handle_sigterm)
+    on_ready()  # from here on, a signal stops serving cleanly
+    asyncio.run(runner.serve(build_deployments(settings)))
 
 
 def register_deployments(

@@ -43,7 +43,7 @@ class DayResult(BaseModel):
     error: str | None = None
 
 
-@task(name="backfill-day", tags=["backfill"], cache_policy=NO_CACHE, persist_result=False)
+@task(name="backfill-day", cache_policy=NO_CACHE, persist_result=False)
 def backfill_day(
     day: date, files: list[Path], settings: Settings, warehouse: str | None, force: bool
 ) -> DayResult:

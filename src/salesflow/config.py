@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -154,6 +161,17 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Source profiles by name: a column map and rule overrides (`--profile`).",
     )
+    oltp_url: str | None = Field(
+        None,
+        description="The shop's PostgreSQL database (postgresql://user@host/db?schema=shop) that "
+        "`salesflow oltp` commands use.",
+    )
+    oltp_lag_minutes: float = Field(
+        15,
+        ge=0,
+        description="How far before the watermark each oltp load looks again, for changes that "
+        "committed late.",
+    )
     work_pool: str = Field(
         "salesflow-process",
         min_length=1,
@@ -197,14 +215,15 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("warehouse")
+    @field_validator("warehouse", "oltp_url")
     @classmethod
-    def _no_password_in_url(cls, value: str | None) -> str | None:
-        """The warehouse is part of every flow run's parameters, which Prefect stores and shows:
-        a password must come from elsewhere."""
+    def _no_password_in_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Database URLs are part of every flow run's parameters, which Prefect stores and
+        shows: a password must come from elsewhere."""
         if value and "://" in value and urlsplit(value).password is not None:
+            what = "warehouse URL" if info.field_name == "warehouse" else "oltp_url"
             raise ValueError(
-                "keep the password out of the warehouse URL (Prefect stores it with every run): "
+                f"keep the password out of the {what} (Prefect stores it with every run): "
                 "use PGPASSWORD or ~/.pgpass"
             )
         return value

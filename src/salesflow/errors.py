@@ -73,6 +73,11 @@ class WarehouseUnavailableError(TransientError):
     a terminated backend); whatever the load had done was rolled back, so it is retried."""
 
 
+class SourceUnavailableError(TransientError):
+    """The shop's database cannot be reached or dropped the connection mid-extract; the extract
+    wrote nothing the flow uses, so it is retried."""
+
+
 class PrefectUnavailableError(TransientError):
     """Prefect's API (ephemeral or a server) could not be reached or started."""
 

@@ -234,7 +234,8 @@ def test_each_stage_is_linked_to_the_stage_that_fed_it(settings: Settings) -> No
         "transform": ["validate"],
         "load": ["prepare-warehouse", "transform"],
     }
-    assert {stage_name(run): sorted(run.tags) for run in runs}["validate"] == ["validate"]
+    # No tags: each would cost a concurrency-slot round trip per task run (see flows/tasks.py).
+    assert [run.tags for run in runs] == [[]] * len(runs)
 
 
 def stage_name(run: Any) -> str:

@@ -148,7 +148,7 @@ def etl_flow(
     )
     # Passing the returned location on makes prepare-warehouse upstream of extract and load.
     limit = settings.warehouse_concurrency_limit
-    location = prepare_warehouse.with_options(**_retry_options(settings))(location, limit)
+    location = prepare_warehouse.with_options(**retry_options(settings))(location, limit)
     try:
         policy = LoadPolicy(
             max_reject_share=settings.max_reject_share,
@@ -213,7 +213,7 @@ def _run_batches(
     A batch whose cached stage results point at staged files that are gone is redone once,
     with the cache refreshed.
     """
-    retry = _retry_options(settings)
+    retry = retry_options(settings)
     limit = settings.task_timeout_seconds
     cached: dict[str, Any] = {
         "result_storage": result_storage(settings),
@@ -300,7 +300,7 @@ def _run_batches(
             if step.attempt != attempt[step.position]:
                 pass  # a part of a batch that failed or was redone meanwhile: nothing to do
             elif not state.is_completed():
-                error = _as_exception(state.result(raise_on_failure=False), state)
+                error = as_exception(state.result(raise_on_failure=False), state)
                 attempt[step.position] += 1  # the batch's other parts in flight no longer count
                 split.pop(step.position, None)
                 if isinstance(error, StaleStagingError) and not step.fresh and step.planned:
@@ -392,7 +392,7 @@ def _remove_expired_staging(staging: Path, keep_for: timedelta) -> None:
             shutil.rmtree(run_folder, ignore_errors=True)
 
 
-def _retry_options(settings: Settings) -> dict[str, Any]:
+def retry_options(settings: Settings) -> dict[str, Any]:
     """Retries with exponential backoff (jitter is set on the tasks) from settings."""
     return {
         "retries": settings.retries,
@@ -400,7 +400,7 @@ def _retry_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _as_exception(error: Any, state: Any) -> BaseException:
+def as_exception(error: Any, state: Any) -> BaseException:
     if isinstance(error, BaseException):
         return error
     return RuntimeError(state.message or f"task ended in state {state.name}")

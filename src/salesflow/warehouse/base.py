@@ -24,6 +24,28 @@ SELECT order_date, region, category,
 FROM sales
 """
 
+# A flow run's record, its counts taken from its batches. Parameters: flow_run_id, flow_name,
+# state, started_at, message, flow_run_id. Plain table names and `?`: both warehouses run it.
+RECORD_RUN_SQL = (
+    "INSERT INTO runs SELECT CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS VARCHAR), "
+    "CAST(? AS TIMESTAMPTZ), now(), count(*), "
+    "count(*) FILTER (WHERE status = 'loaded'), "
+    "count(*) FILTER (WHERE status = 'skipped'), "
+    "count(*) FILTER (WHERE status = 'failed'), "
+    "coalesce(sum(rows_in) FILTER (WHERE status = 'loaded'), 0), "
+    "coalesce(sum(rows_loaded) FILTER (WHERE status = 'loaded'), 0), "
+    "coalesce(sum(rows_rejected) FILTER (WHERE status = 'loaded'), 0), "
+    "coalesce(sum(amount_loaded) FILTER (WHERE status = 'loaded'), 0), "
+    "CAST(? AS VARCHAR) FROM batches WHERE flow_run_id = ?"
+)
+
+# Where an incremental source has read up to. Parameters: source, watermark.
+SAVE_WATERMARK_SQL = (
+    "INSERT INTO watermarks (source, watermark, updated_at) VALUES (?, ?, now()) "
+    "ON CONFLICT (source) DO UPDATE SET watermark = excluded.watermark, "
+    "updated_at = excluded.updated_at"
+)
+
 # How tables are ordered for a checksum: by their natural key.
 TABLE_KEYS: dict[str, str] = {
     "sales": "batch_id, source_row",
@@ -31,6 +53,7 @@ TABLE_KEYS: dict[str, str] = {
     "daily_sales": "order_date, region, category",
     "batches": "batch_id",
     "runs": "flow_run_id",
+    "watermarks": "source",
 }
 
 
@@ -79,6 +102,12 @@ class Warehouse(Protocol):
     ) -> None:
         """Write a flow run's record to `runs`, with counts from its batches."""
 
+    def read_watermark(self, source: str) -> datetime | None:
+        """How far an incremental source has been loaded (its latest change time), if at all."""
+
+    def save_watermark(self, source: str, watermark: datetime) -> None:
+        """Record that every change of `source` up to `watermark` is loaded."""
+
     def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a read-only query."""
 
@@ -100,6 +129,11 @@ class SqlQueries:
             "AND status IN ('loaded', 'skipped')",
             [batch_id],
         )
+        return rows[0][0] if rows else None
+
+    def read_watermark(self, source: str) -> datetime | None:
+        """How far an incremental source has been loaded (its latest change time), if at all."""
+        rows = self.fetch("SELECT watermark FROM watermarks WHERE source = ?", [source])
         return rows[0][0] if rows else None
 
     def read_back(self, batch_id: str) -> LoadedBatch:

@@ -23,6 +23,8 @@ from salesflow.errors import LoadTimeoutError, UsageError, WarehouseBusyError
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
+    RECORD_RUN_SQL,
+    SAVE_WATERMARK_SQL,
     TABLE_KEYS,
     LoadPolicy,
     Observed,
@@ -97,6 +99,11 @@ CREATE TABLE IF NOT EXISTS daily_sales (
     units          BIGINT NOT NULL,
     net_revenue    DECIMAL(38, 4) NOT NULL,
     returns_value  DECIMAL(38, 4) NOT NULL
+);
+CREATE TABLE IF NOT EXISTS watermarks (
+    source      VARCHAR PRIMARY KEY,
+    watermark   TIMESTAMPTZ NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL
 );
 """
 
@@ -539,21 +546,18 @@ class DuckDBWarehouse(SqlQueries):
             try:
                 con.execute("DELETE FROM runs WHERE flow_run_id = ?", [flow_run_id])
                 con.execute(
-                    "INSERT INTO runs SELECT ?, ?, ?, ?, now(), count(*), "
-                    "count(*) FILTER (WHERE status = 'loaded'), "
-                    "count(*) FILTER (WHERE status = 'skipped'), "
-                    "count(*) FILTER (WHERE status = 'failed'), "
-                    "coalesce(sum(rows_in) FILTER (WHERE status = 'loaded'), 0), "
-                    "coalesce(sum(rows_loaded) FILTER (WHERE status = 'loaded'), 0), "
-                    "coalesce(sum(rows_rejected) FILTER (WHERE status = 'loaded'), 0), "
-                    "coalesce(sum(amount_loaded) FILTER (WHERE status = 'loaded'), 0), ? "
-                    "FROM batches WHERE flow_run_id = ?",
+                    RECORD_RUN_SQL,
                     [flow_run_id, flow_name, state, started_at, message, flow_run_id],
                 )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
+    def save_watermark(self, source: str, watermark: datetime) -> None:
+        """Record that every change of `source` up to `watermark` is loaded."""
+        with self._writer() as con:
+            con.execute(SAVE_WATERMARK_SQL, [source, watermark])
 
     def loaded_duplicates(self, manifest: BatchManifest) -> list[int]:
         """Dry run of the load's cross-batch duplicate check: the source rows it would move."""

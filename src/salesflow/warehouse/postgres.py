@@ -18,12 +18,10 @@ from decimal import Decimal
 from math import ceil
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import polars as pl
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from salesflow.contract import CANONICAL_COLUMNS, CONTRACT_VERSION, SALES_COLUMNS, Reason
 from salesflow.errors import (
@@ -33,9 +31,12 @@ from salesflow.errors import (
     WarehouseUnavailableError,
 )
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
+from salesflow.pg_url import PostgresUrl, first_line, is_postgres_url
 from salesflow.sources.files import SOURCE_ROW
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
+    RECORD_RUN_SQL,
+    SAVE_WATERMARK_SQL,
     TABLE_KEYS,
     LoadPolicy,
     Observed,
@@ -43,12 +44,7 @@ from salesflow.warehouse.base import (
     reconcile,
 )
 
-URL_SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "salesflow"
-# Lower case only: an unquoted name in psql means the same table as the quoted one here.
-SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
-CONNECT_TIMEOUT_SECONDS = 10
 LOCK_WAIT_SECONDS = 600.0
 COPY_ROWS_PER_CHUNK = 50_000
 
@@ -125,6 +121,11 @@ CREATE TABLE IF NOT EXISTS {s}.daily_sales (
     returns_value  numeric(38, 4) NOT NULL
 );
 CREATE INDEX IF NOT EXISTS daily_sales_order_date ON {s}.daily_sales (order_date);
+CREATE TABLE IF NOT EXISTS {s}.watermarks (
+    source      text PRIMARY KEY,
+    watermark   timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
 -- DuckDB's list_contains, so queries salesflow (and analysts) write for DuckDB run here too.
 CREATE OR REPLACE FUNCTION {s}.list_contains(anyarray, anyelement) RETURNS boolean
     LANGUAGE sql IMMUTABLE AS 'SELECT $2 = ANY($1)';
@@ -160,7 +161,7 @@ _QUOTED_OR_PLACEHOLDER = re.compile(
 
 def is_postgres_location(location: str) -> bool:
     """Whether `location` names a PostgreSQL warehouse (a postgresql:// or postgres:// URL)."""
-    return location.split("://", 1)[0].lower() in URL_SCHEMES and "://" in location
+    return is_postgres_url(location)
 
 
 def _psycopg_placeholders(query: str) -> str:
@@ -173,10 +174,6 @@ def _psycopg_placeholders(query: str) -> str:
         return "%s" if token == "?" else token.replace("%", "%%")
 
     return _QUOTED_OR_PLACEHOLDER.sub(convert, query)
-
-
-def _first_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _pg_array(column: str) -> pl.Expr:
@@ -205,46 +202,14 @@ class PostgresWarehouse(SqlQueries):
     """A PostgreSQL schema holding the sales, sales_rejected, batches, runs and daily_sales
     tables; `location` is its URL without any password, safe to pass around and log."""
 
-    # Passwords given in a URL, by password-free location: a task reopening the warehouse by
-    # its location in this process connects with them, and they never leave the process.
-    _secrets_of: ClassVar[dict[str, dict[str, str]]] = {}
     # Locations whose tables this process has created or seen, to skip the DDL afterwards.
     _ready: ClassVar[set[str]] = set()
 
     def __init__(self, location: str) -> None:
-        parts = urlsplit(location)
-        if parts.scheme.lower() not in URL_SCHEMES:
-            # Not echoed: whatever it is, it may hold a password.
-            raise UsageError("not a PostgreSQL URL: expected postgresql://user@host/db")
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        schemas = [value for key, value in query if key == "schema"]
-        self.schema = schemas[-1] if schemas else DEFAULT_SCHEMA
-        userinfo, at, hosts = parts.netloc.rpartition("@")
-        user, colon, password = userinfo.partition(":")
-        kept = [(k, v) for k, v in query if k != "schema" and k not in SECRET_PARAMETERS]
-        secrets = {k: v for k, v in query if k in SECRET_PARAMETERS}
-        netloc = f"{user}{at}{hosts}"
-        self.location = urlunsplit(
-            ("postgresql", netloc, parts.path, urlencode([*kept, ("schema", self.schema)]), "")
-        )
-        if not SCHEMA_NAME.fullmatch(self.schema):
-            raise UsageError(
-                f"{self.location}: schema {self.schema!r} is not a plain name (lower-case "
-                "letters, digits and _, not starting with a digit, at most 63 characters)"
-            )
-        self._conninfo = urlunsplit(("postgresql", netloc, parts.path, urlencode(kept), ""))
-        try:
-            parameters = conninfo_to_dict(self._conninfo)
-        except psycopg.ProgrammingError as error:
-            raise UsageError(
-                f"{self.location}: bad PostgreSQL URL ({_first_line(error)})"
-            ) from None
-        if colon:
-            secrets.setdefault("password", unquote(password))
-        if secrets:
-            self._secrets_of[self.location] = secrets
-        self._secrets = secrets or self._secrets_of.get(self.location, {})
-        self._application_name = None if "application_name" in parameters else "salesflow"
+        url = PostgresUrl.parse(location, DEFAULT_SCHEMA)
+        self.url = url
+        self.schema = url.schema
+        self.location = url.location
         digest = hashlib.sha256(f"salesflow:{self.schema}".encode()).digest()
         # The advisory lock every writer of this schema takes, in every process and machine
         # (advisory locks are per database, so the schema is all the key needs).
@@ -265,13 +230,8 @@ class PostgresWarehouse(SqlQueries):
         """A new connection whose search_path is the warehouse schema, so callers' SQL names
         tables plainly. The password comes from the URL given in this process, or from libpq
         (PGPASSWORD, ~/.pgpass)."""
-        extra: dict[str, Any] = dict(self._secrets)
-        if self._application_name:
-            extra["application_name"] = self._application_name
         try:
-            connection = psycopg.connect(
-                self._conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, **extra
-            )
+            connection = self.url.connect("salesflow")
         except psycopg.OperationalError as error:
             raise self._connect_failure(error) from None
         with self._database_errors(), connection:
@@ -282,7 +242,7 @@ class PostgresWarehouse(SqlQueries):
 
     def _connect_failure(self, error: psycopg.OperationalError) -> Exception:
         """Wrong settings are the user's to fix; anything else may pass, so it is retried."""
-        problem = _first_line(error)
+        problem = first_line(error)
         settings_problems = ("does not exist", "authentication", "password", "pg_hba", "invalid")
         if any(words in problem for words in settings_problems):
             return UsageError(f"{self.location}: cannot connect to PostgreSQL ({problem})")
@@ -305,7 +265,7 @@ class PostgresWarehouse(SqlQueries):
                     "raise load_timeout_seconds or split the file",
                 ) from None
             raise WarehouseUnavailableError(
-                f"{self.location}: statement cancelled ({_first_line(error)})"
+                f"{self.location}: statement cancelled ({first_line(error)})"
             ) from error
         except psycopg.errors.LockNotAvailable:
             raise WarehouseBusyError(
@@ -314,10 +274,10 @@ class PostgresWarehouse(SqlQueries):
             ) from None
         except psycopg.OperationalError as error:
             raise WarehouseUnavailableError(
-                f"{self.location}: lost the connection to PostgreSQL ({_first_line(error)})"
+                f"{self.location}: lost the connection to PostgreSQL ({first_line(error)})"
             ) from error
         except psycopg.errors.InsufficientPrivilege as error:
-            raise UsageError(f"{self.location}: {_first_line(error)}") from None
+            raise UsageError(f"{self.location}: {first_line(error)}") from None
 
     @contextmanager
     def _write_transaction(
@@ -700,20 +660,14 @@ class PostgresWarehouse(SqlQueries):
         with self._write_transaction() as con:
             con.execute(self._sql("DELETE FROM {s}.runs WHERE flow_run_id = %s"), [flow_run_id])
             con.execute(
-                self._sql(
-                    "INSERT INTO {s}.runs SELECT %s::text, %s::text, %s::text, "
-                    "%s::timestamptz, now(), count(*), "
-                    "count(*) FILTER (WHERE status = 'loaded'), "
-                    "count(*) FILTER (WHERE status = 'skipped'), "
-                    "count(*) FILTER (WHERE status = 'failed'), "
-                    "coalesce(sum(rows_in) FILTER (WHERE status = 'loaded'), 0), "
-                    "coalesce(sum(rows_loaded) FILTER (WHERE status = 'loaded'), 0), "
-                    "coalesce(sum(rows_rejected) FILTER (WHERE status = 'loaded'), 0), "
-                    "coalesce(sum(amount_loaded) FILTER (WHERE status = 'loaded'), 0), "
-                    "%s::text FROM {s}.batches WHERE flow_run_id = %s"
-                ),
+                _psycopg_placeholders(RECORD_RUN_SQL),
                 [flow_run_id, flow_name, state, started_at, message, flow_run_id],
             )
+
+    def save_watermark(self, source: str, watermark: datetime) -> None:
+        """Record that every change of `source` up to `watermark` is loaded."""
+        with self._write_transaction() as con:
+            con.execute(_psycopg_placeholders(SAVE_WATERMARK_SQL), [source, watermark])
 
     # --- reading --------------------------------------------------------------------------
 

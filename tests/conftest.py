@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +64,31 @@ def fresh_process_env(prefect_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFLOW_", "PREFECT_"))}
     env["PREFECT_HOME"] = str(prefect_home)
     return env
+
+
+def run_salesflow(
+    cwd: Path, env: dict[str, str], *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`salesflow ARGS` in a process of its own, its output captured; any exit code returns."""
+    return subprocess.run(
+        [sys.executable, "-m", "salesflow.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_salesflow(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """`salesflow ARGS` started in a session of its own, so a test can kill it together with
+    its ephemeral Prefect server (os.killpg); its output is discarded."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "salesflow.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

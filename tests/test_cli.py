@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from salesflow.cli import app
+from salesflow.warehouse import PostgresWarehouse
 from tests.conftest import CANONICAL_HEADER, COURSE_CSV, fresh_process_env, write_csv
+from tests.prefect_server import fresh_postgres_database
+from tests.warehouse.test_postgres import staged, with_schema
 
 runner = CliRunner()
 
@@ -39,6 +44,7 @@ COMMANDS = (
     "deploy",
     "status",
     "server",
+    "oltp",
 )
 
 
@@ -294,3 +300,61 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path: Path) -> None:
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "interrupted"
     assert "Traceback" not in err
+
+
+# --- the read commands on a PostgreSQL warehouse --------------------------------------------
+
+
+@pytest.fixture
+def postgres_location(tmp_path: Path) -> Iterator[str]:
+    """The URL of a PostgreSQL warehouse loaded with one day's file, in a database of its own."""
+    with fresh_postgres_database() as database:
+        location = with_schema(database, f"t_{uuid.uuid4().hex[:12]}")
+        source = write_csv(
+            tmp_path / "landing" / "sales_2024-03-01.csv",
+            CANONICAL_HEADER,
+            "O1,2024-03-01T10:00:00,C1,S1,Kettle,Home,2,10.50,North",
+            "O2,2024-03-01T11:00:00,C1,S2,Mug,Home,0,3.25,North",
+        )
+        PostgresWarehouse(location).load_batch(staged(source, tmp_path / "stage"), "run-1")
+        yield location  # the database, schema and all, is dropped on the way out
+
+
+def test_query_rejects_and_backfill_read_a_postgres_warehouse(
+    postgres_location: str, tmp_path: Path
+) -> None:
+    code, out, _ = invoke(
+        "query", "--warehouse", postgres_location, "SELECT sku, total FROM sales ORDER BY sku"
+    )
+    assert code == 0 and "S1" in out and "21.0000" in out
+
+    code, _, err = invoke("query", "--warehouse", postgres_location, "SELECT * FROM nope")
+    assert code == 2 and "query failed: " in err and "nope" in err
+    assert len(err.strip().splitlines()) == 1
+
+    export = tmp_path / "rejects.csv"
+    code, out, _ = invoke("rejects", "--warehouse", postgres_location, "--export", str(export))
+    assert code == 0 and "wrote 1 rejected row(s)" in out
+    assert (
+        export.read_text(encoding="utf-8")
+        .splitlines()[1]
+        .startswith("sales_2024-03-01.csv,2,zero_quantity,")
+    )
+
+    write_csv(tmp_path / "landing" / "sales_2024-03-02.csv", CANONICAL_HEADER)
+    code, out, _ = invoke(
+        "backfill",
+        "--start",
+        "2024-03-01",
+        "--end",
+        "2024-03-02",
+        "--landing",
+        str(tmp_path / "landing"),
+        "--warehouse",
+        postgres_location,
+        "--dry-run",
+    )
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert code == 0
+    assert any("2024-03-01 │ 1 │ loaded │ skip" in line for line in lines)
+    assert any("2024-03-02 │ 1 │ new │ run" in line for line in lines)

@@ -24,7 +24,7 @@ from salesflow.deployments import (
 )
 from salesflow.errors import UsageError
 from salesflow.server import PrefectServer, free_port
-from tests.conftest import REPO, fresh_process_env
+from tests.conftest import REPO, fresh_process_env, run_salesflow
 from tests.test_serve import (
     DEPLOYMENTS,
     client_of,
@@ -36,18 +36,6 @@ from tests.test_serve import (
 )
 
 runner = CliRunner()
-
-
-def salesflow(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "salesflow.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def test_the_committed_prefect_yaml_is_rendered_from_the_default_settings() -> None:
@@ -150,9 +138,9 @@ def test_serve_print_shows_what_would_be_served_and_needs_no_server(
 
 @pytest.mark.parametrize("command", ["deploy", "serve"])
 def test_without_a_server_deploy_and_serve_say_so_in_one_line(tmp_path: Path, command: str) -> None:
-    unset = salesflow(tmp_path, fresh_process_env(tmp_path / "home"), command)
+    unset = run_salesflow(tmp_path, fresh_process_env(tmp_path / "home"), command)
     closed_port = free_port()
-    unreachable = salesflow(
+    unreachable = run_salesflow(
         tmp_path,
         fresh_process_env(tmp_path / "home")
         | {"PREFECT_API_URL": f"http://127.0.0.1:{closed_port}/api"},
@@ -257,9 +245,9 @@ def test_salesflow_deploy_creates_the_pool_and_a_worker_runs_in_the_deploying_fo
         prefect_server, tmp_path, SALESFLOW_DATA_DIR="data", SALESFLOW_LANDING_DIR="landing"
     )
     day_file(project / "landing", date(2024, 3, 1), rows=2)
-    missing_pool = salesflow(project, env, "deploy", "--pool", "nowhere", "--no-create-pool")
+    missing_pool = run_salesflow(project, env, "deploy", "--pool", "nowhere", "--no-create-pool")
 
-    deployed = salesflow(project, env, "deploy", "--pool", "salesflow-deploy-test")
+    deployed = run_salesflow(project, env, "deploy", "--pool", "salesflow-deploy-test")
 
     assert missing_pool.returncode == 2
     assert missing_pool.stderr.strip() == (

@@ -82,12 +82,9 @@ def plan_backfill(
 
 def _latest_statuses(warehouse: Warehouse) -> dict[str, tuple[str, str | None]]:
     """batch_id -> (status, sha256) as the warehouse knows them; empty for a new warehouse."""
-    if not Path(warehouse.location).exists():
+    if not warehouse.holds_data():  # no warehouse or no tables yet: nothing is loaded
         return {}
-    try:
-        rows = warehouse.fetch("SELECT batch_id, status, sha256 FROM batches")
-    except Exception:  # no warehouse or no tables yet: nothing is loaded
-        return {}
+    rows = warehouse.fetch("SELECT batch_id, status, sha256 FROM batches")
     return {str(batch): (str(status), sha) for batch, status, sha in rows}
 
 

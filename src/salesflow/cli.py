@@ -142,6 +142,14 @@ ProfileOption = Annotated[
     ),
 ]
 
+WarehouseOption = Annotated[
+    str | None,
+    typer.Option(
+        help="DuckDB warehouse file, or postgresql://user@host/db?schema=NAME. "
+        "Default: <data_dir>/warehouse.duckdb."
+    ),
+]
+
 
 @app.command()
 def generate(
@@ -187,13 +195,7 @@ def run(
     paths: Annotated[
         list[Path], typer.Argument(help="Landing files, or folders of them (read in name order).")
     ],
-    warehouse: Annotated[
-        str | None,
-        typer.Option(
-            help="DuckDB warehouse file, or postgresql://user@host/db?schema=NAME. "
-            "Default: <data_dir>/warehouse.duckdb."
-        ),
-    ] = None,
+    warehouse: WarehouseOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Reload batches even when their file is unchanged.")
     ] = False,
@@ -457,7 +459,7 @@ def rejects(
         Path | None,
         typer.Option("--export", help="Write the rows to this CSV file instead of showing them."),
     ] = None,
-    warehouse: Annotated[str | None, typer.Option(help="DuckDB warehouse file.")] = None,
+    warehouse: WarehouseOption = None,
     limit: Annotated[int, typer.Option(help="Rows shown at most (not for --export).", min=1)] = 50,
 ) -> None:
     """Show or export quarantined rows with their reasons.
@@ -466,10 +468,11 @@ def rejects(
     return are prefixed with a quote so they are never run as formulas.
     """
     from salesflow.quarantine import export_rejects, read_rejects
+    from salesflow.warehouse import open_warehouse
 
     with _user_errors():
         settings = _settings(warehouse=warehouse)
-        rows = read_rejects(settings.warehouse_path, batch=batch, reason=reason)
+        rows = read_rejects(open_warehouse(settings.warehouse_location), batch=batch, reason=reason)
         if export is not None:
             written = export_rejects(rows, export)
             console.print(f"wrote {written:,} rejected row(s) to {export}")
@@ -489,23 +492,15 @@ def rejects(
 @app.command()
 def query(
     sql: Annotated[str, typer.Argument(help='A SQL query, e.g. "SELECT * FROM daily_sales".')],
-    warehouse: Annotated[str | None, typer.Option(help="DuckDB warehouse file.")] = None,
+    warehouse: WarehouseOption = None,
     limit: Annotated[int, typer.Option(help="Rows shown at most.", min=1)] = 50,
 ) -> None:
     """Run a read-only SQL query against the warehouse and show the result as a table."""
-    import duckdb
-
-    from salesflow.warehouse import DuckDBWarehouse
+    from salesflow.warehouse import open_warehouse
 
     with _user_errors():
         settings = _settings(warehouse=warehouse)
-        try:
-            with DuckDBWarehouse(settings.warehouse_path).reader() as con:
-                cursor = con.execute(sql)
-                names = [column[0] for column in cursor.description or []]
-                rows = cursor.fetchmany(limit)
-        except duckdb.Error as error:
-            raise UsageError(f"query failed: {str(error).splitlines()[0]}") from None
+        names, rows = open_warehouse(settings.warehouse_location).query(sql, limit)
         table = Table(*names)
         for row in rows:
             table.add_row(*("" if value is None else str(value) for value in row))
@@ -529,7 +524,7 @@ def backfill(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan and change nothing.")
     ] = False,
-    warehouse: Annotated[str | None, typer.Option(help="DuckDB warehouse file.")] = None,
+    warehouse: WarehouseOption = None,
     max_days_in_flight: Annotated[
         int | None, typer.Option(help="Days loaded at once (default 2).", min=1)
     ] = None,
@@ -725,7 +720,7 @@ def deploy(
 @app.command()
 def status(
     limit: Annotated[int, typer.Option(help="Flow runs shown, newest first.", min=1)] = 20,
-    warehouse: Annotated[str | None, typer.Option(help="DuckDB warehouse file.")] = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Recent salesflow flow runs from the Prefect API, with what each put in the warehouse.
 
@@ -734,10 +729,11 @@ def status(
     subflows of a daily, poll or backfill run counted in their parent's line.
     """
     from salesflow.status import recent_runs
+    from salesflow.warehouse import open_warehouse
 
     with _user_errors():
         settings = _settings(warehouse=warehouse)
-        runs = recent_runs(settings.warehouse_path, limit)
+        runs = recent_runs(open_warehouse(settings.warehouse_location), limit)
         table = Table(title=f"salesflow flow runs ({len(runs)})", title_justify="left")
         for column in ("flow", "run", "state", "started", "took"):
             table.add_column(column, no_wrap=column in ("flow", "run"))
@@ -895,10 +891,7 @@ def oltp_seed(
 @oltp_app.command("load")
 def oltp_load(
     dsn: DsnOption = None,
-    warehouse: Annotated[
-        str | None,
-        typer.Option(help="DuckDB warehouse file, or postgresql://user@host/db?schema=NAME."),
-    ] = None,
+    warehouse: WarehouseOption = None,
     full_refresh: Annotated[
         bool,
         typer.Option(

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Where the warehouse and staging live.")
     warehouse: str | None = Field(
-        None, description="DuckDB file of the warehouse; default <data_dir>/warehouse.duckdb."
+        None,
+        description="The warehouse: a DuckDB file (default <data_dir>/warehouse.duckdb) or a "
+        "postgresql:// URL.",
     )
     staging_dir: Path | None = Field(
         None, description="Scratch space for staged Parquet; default <data_dir>/staging."

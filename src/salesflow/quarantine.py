@@ -6,22 +6,37 @@ Exported cells that a spreadsheet would run as a formula are neutralised with a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-import duckdb
 import polars as pl
 
 from salesflow.errors import UsageError
-from salesflow.warehouse import DuckDBWarehouse
+from salesflow.warehouse import DATABASE_ERRORS, open_warehouse
+from salesflow.warehouse.base import Warehouse, error_line
 
 # A cell starting with one of these is taken as a formula by Excel, LibreOffice and Sheets.
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
+# The frame's shape whatever the warehouse: DuckDB and PostgreSQL hand back the same values.
+REJECTS_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "batch_id": pl.String(),
+    "source_row": pl.Int64(),
+    "reasons": pl.List(pl.String()),
+    "raw": pl.String(),
+}
+
 
 def read_rejects(
-    warehouse: Path, batch: str | None = None, reason: str | None = None
+    warehouse: Warehouse | str | Path, batch: str | None = None, reason: str | None = None
 ) -> pl.DataFrame:
-    """Rejected rows, optionally of one batch and/or carrying one reason, in source order."""
+    """Rejected rows, optionally of one batch and/or carrying one reason, in source order
+    (batch ids in byte order on both warehouses, whatever the database's collation)."""
+    if isinstance(warehouse, str | Path):
+        warehouse = open_warehouse(str(warehouse))
+    if not warehouse.holds_data():
+        raise UsageError(
+            f"{warehouse.location}: no warehouse yet; run `salesflow run` or `salesflow demo` first"
+        )
     conditions = ["TRUE"]
     params: list[str] = []
     if batch is not None:
@@ -31,18 +46,16 @@ def read_rejects(
         conditions.append("list_contains(reasons, ?)")
         params.append(reason)
     try:
-        with DuckDBWarehouse(warehouse).reader() as con:
-            relation: Any = con.sql(
-                "SELECT batch_id, source_row, reasons, raw FROM sales_rejected "
-                f"WHERE {' AND '.join(conditions)} ORDER BY batch_id, source_row",
-                params=params,
-            )
-            frame: pl.DataFrame = relation.pl()
-            return frame
-    except duckdb.Error as error:
+        rows = warehouse.fetch(
+            "SELECT batch_id, source_row, reasons, raw FROM sales_rejected "
+            f'WHERE {" AND ".join(conditions)} ORDER BY batch_id COLLATE "C", source_row',
+            params,
+        )
+    except DATABASE_ERRORS as error:
         raise UsageError(
-            f"{warehouse}: cannot read rejects ({str(error).splitlines()[0]})"
+            f"{warehouse.location}: cannot read rejects ({error_line(error)})"
         ) from None
+    return pl.DataFrame(rows, schema=REJECTS_SCHEMA, orient="row")
 
 
 def neutralise_formulas(text: pl.Expr) -> pl.Expr:

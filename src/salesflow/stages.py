@@ -273,7 +273,7 @@ def check_source(
         staged = extract(source, Path(scratch), profile=profile, profile_columns=profile_columns)
         checked = validate(staged, rules)
         # Transforming only serves the duplicate check: skip it when there is no warehouse.
-        holds_data = warehouse is not None and Path(warehouse.location).exists()
+        holds_data = warehouse is not None and warehouse.holds_data()
         if not holds_data or checked.rows_valid == 0:
             return checked
         assert warehouse is not None

@@ -11,16 +11,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import duckdb
 
 from salesflow.errors import PrefectUnavailableError, UsageError
 from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.quality import SAMPLE_ROWS
-from salesflow.warehouse import DuckDBWarehouse
+from salesflow.warehouse import DATABASE_ERRORS
+from salesflow.warehouse.base import Warehouse, error_line
 
 # The flows whose runs `salesflow status` lists (subflows are rolled up into their parent).
 SALESFLOW_FLOWS = (
@@ -29,6 +27,7 @@ SALESFLOW_FLOWS = (
     "salesflow-daily",
     "salesflow-poll",
     "salesflow-quality-report",
+    "salesflow-oltp",
 )
 _PAGE = 200  # the Prefect API's largest page
 
@@ -64,7 +63,7 @@ class RunStatus:
     counts: RunCounts | None  # None: the warehouse has no record of it (yet)
 
 
-def recent_runs(warehouse: Path, limit: int) -> list[RunStatus]:
+def recent_runs(warehouse: Warehouse, limit: int) -> list[RunStatus]:
     """The latest `limit` top-level salesflow flow runs with their warehouse counts, newest first.
 
     Scheduled (future and late) runs are left out: the Prefect UI shows those.
@@ -156,20 +155,17 @@ def recent_runs(warehouse: Path, limit: int) -> list[RunStatus]:
     return statuses
 
 
-def warehouse_counts(warehouse: Path, flow_run_ids: list[str]) -> dict[str, RunCounts]:
+def warehouse_counts(warehouse: Warehouse, flow_run_ids: list[str]) -> dict[str, RunCounts]:
     """Counts per flow run: the `runs` record once a run ended, its batches while it runs.
 
     `runs` keeps each run's counts as they were when it ended; `batches` only knows the latest
     attempt at each file (a later run that skips a file takes it over), so it serves only runs
     that have no record yet.
     """
-    if not flow_run_ids or not warehouse.exists():
+    if not flow_run_ids or not warehouse.holds_data():
         return {}
-    with DuckDBWarehouse(warehouse).reader() as con:
-        tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
-        if not {"runs", "batches"} <= tables:
-            return {}
-        rows = con.execute(
+    try:
+        rows = warehouse.fetch(
             "SELECT flow_run_id, loaded, skipped, failed, rows_loaded, rows_rejected FROM runs "
             "WHERE list_contains(?, flow_run_id) "
             "UNION ALL "
@@ -181,7 +177,11 @@ def warehouse_counts(warehouse: Path, flow_run_ids: list[str]) -> dict[str, RunC
             "WHERE list_contains(?, flow_run_id) "
             "AND flow_run_id NOT IN (SELECT flow_run_id FROM runs) GROUP BY flow_run_id",
             [flow_run_ids, flow_run_ids],
-        ).fetchall()
+        )
+    except DATABASE_ERRORS as error:
+        raise UsageError(
+            f"{warehouse.location}: cannot read the warehouse ({error_line(error)})"
+        ) from None
     return {
         str(run_id): RunCounts(int(a), int(b), int(c), int(d), int(e))
         for run_id, a, b, c, d, e in rows
@@ -216,59 +216,60 @@ class QualityWindow:
 
 
 def read_quality_window(
-    warehouse: Path, first: date, last: date, timezone: str = "UTC"
+    warehouse: Warehouse, first: date, last: date, timezone: str = "UTC"
 ) -> QualityWindow:
     """Orders dated first..last, the batches holding them, and batches that failed meanwhile.
 
     A batch whose latest attempt was an unchanged skip still has its content loaded, so it counts
-    as loaded here.
+    as loaded here. Batch ids sort in byte order on both warehouses, whatever the collation.
     """
     window = QualityWindow(first, last)
-    if not warehouse.exists():
+    if not warehouse.holds_data():
         return window
     zone = ZoneInfo(timezone)
     since = datetime.combine(first, time(), zone)
     until = datetime.combine(last + timedelta(days=1), time(), zone)
+    # Parameters: first, last, since, until (each query below uses the scope once).
     scope = (
-        "SELECT DISTINCT batch_id FROM sales WHERE order_date BETWEEN $first AND $last "
+        "SELECT DISTINCT batch_id FROM sales WHERE order_date BETWEEN ? AND ? "
         "UNION SELECT batch_id FROM batches WHERE status = 'failed' "
-        "AND finished_at >= $since AND finished_at < $until"
+        "AND finished_at >= ? AND finished_at < ?"
     )
-    params = {"first": first, "last": last, "since": since, "until": until}
+    params: list[Any] = [first, last, since, until]
     try:
-        with DuckDBWarehouse(warehouse).reader() as con:
-            batches = con.execute(
-                "SELECT batch_id, source, sha256, status, rows_in, rows_loaded, rows_rejected, "
-                "amount_loaded, error, started_at, finished_at, flow_run_id FROM batches "
-                f"WHERE batch_id IN ({scope}) ORDER BY batch_id",
+        batches = warehouse.fetch(
+            "SELECT batch_id, source, sha256, status, rows_in, rows_loaded, rows_rejected, "
+            "amount_loaded, error, started_at, finished_at, flow_run_id FROM batches "
+            f'WHERE batch_id IN ({scope}) ORDER BY batch_id COLLATE "C"',
+            params,
+        )
+        reasons = warehouse.fetch(
+            "SELECT batch_id, reason, count(*) FROM (SELECT batch_id, unnest(reasons) AS "
+            f"reason FROM sales_rejected WHERE batch_id IN ({scope})) AS rejected "
+            "GROUP BY batch_id, reason",
+            params,
+        )
+        window.samples = [
+            (str(batch), int(row), list(codes), str(raw))
+            for batch, row, codes, raw in warehouse.fetch(
+                "SELECT batch_id, source_row, reasons, raw FROM sales_rejected "
+                f'WHERE batch_id IN ({scope}) ORDER BY batch_id COLLATE "C", source_row '
+                f"LIMIT {SAMPLE_ROWS}",
                 params,
-            ).fetchall()
-            reasons = con.execute(
-                "SELECT batch_id, reason, count(*) FROM (SELECT batch_id, unnest(reasons) AS "
-                f"reason FROM sales_rejected WHERE batch_id IN ({scope})) GROUP BY ALL",
-                params,
-            ).fetchall()
-            window.samples = [
-                (str(batch), int(row), list(codes), str(raw))
-                for batch, row, codes, raw in con.execute(
-                    "SELECT batch_id, source_row, reasons, raw FROM sales_rejected "
-                    f"WHERE batch_id IN ({scope}) ORDER BY batch_id, source_row "
-                    f"LIMIT {SAMPLE_ROWS}",
-                    params,
-                ).fetchall()
-            ]
-            window.money = [
-                (day, int(orders), int(units), Decimal(revenue), Decimal(returns))
-                for day, orders, units, revenue, returns in con.execute(
-                    "SELECT order_date, count(DISTINCT order_id), sum(quantity), sum(total), "
-                    "coalesce(sum(-total) FILTER (WHERE quantity < 0), 0) FROM sales "
-                    "WHERE order_date BETWEEN ? AND ? GROUP BY order_date ORDER BY order_date",
-                    [first, last],
-                ).fetchall()
-            ]
-    except duckdb.Error as error:
+            )
+        ]
+        window.money = [
+            (day, int(orders), int(units), Decimal(revenue), Decimal(returns))
+            for day, orders, units, revenue, returns in warehouse.fetch(
+                "SELECT order_date, count(DISTINCT order_id), sum(quantity), sum(total), "
+                "coalesce(sum(-total) FILTER (WHERE quantity < 0), 0) FROM sales "
+                "WHERE order_date BETWEEN ? AND ? GROUP BY order_date ORDER BY order_date",
+                [first, last],
+            )
+        ]
+    except DATABASE_ERRORS as error:
         raise UsageError(
-            f"{warehouse}: cannot read the warehouse ({str(error).splitlines()[0]})"
+            f"{warehouse.location}: cannot read the warehouse ({error_line(error)})"
         ) from None
     by_batch: dict[str, Counter[str]] = defaultdict(Counter)
     for batch, reason, count in reasons:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -15,18 +13,15 @@ import pytest
 
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse
-from tests.conftest import fresh_process_env
+from tests.conftest import fresh_process_env, run_salesflow, start_salesflow
 
 pytestmark = pytest.mark.e2e
 
 DAYS = 8
 
 
-def backfill_command(landing: Path, warehouse: Path) -> list[str]:
+def backfill_args(landing: Path, warehouse: Path) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "salesflow.cli",
         "backfill",
         "--start",
         "2024-04-01",
@@ -68,14 +63,7 @@ def test_a_killed_backfill_resumes_and_ends_identical_to_an_uninterrupted_one(
     env = fresh_process_env(tmp_path / "prefect-home")
     interrupted = tmp_path / "interrupted.duckdb"
 
-    process = subprocess.Popen(
-        backfill_command(landing, interrupted),
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_salesflow(tmp_path, env, *backfill_args(landing, interrupted))
     deadline = time.monotonic() + 240
     while loaded_batches(interrupted) < 2 and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -84,24 +72,8 @@ def test_a_killed_backfill_resumes_and_ends_identical_to_an_uninterrupted_one(
     done_before_resume = loaded_batches(interrupted)
     assert 2 <= done_before_resume < DAYS
 
-    resumed = subprocess.run(
-        backfill_command(landing, interrupted),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    clean = subprocess.run(
-        backfill_command(landing, tmp_path / "clean.duckdb"),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    resumed = run_salesflow(tmp_path, env, *backfill_args(landing, interrupted))
+    clean = run_salesflow(tmp_path, env, *backfill_args(landing, tmp_path / "clean.duckdb"))
 
     assert resumed.returncode == 0, resumed.stderr
     assert clean.returncode == 0, clean.stderr

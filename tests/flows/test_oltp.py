@@ -268,3 +268,67 @@ def test_an_unreachable_source_fails_the_run_after_its_retries_with_the_reason(
     with pytest.raises(Exception, match="PostgreSQL unreachable") as caught:
         run_oltp(closed, quick, str(tmp_path / "w.duckdb"))
     assert "password" not in str(caught.value)
+
+
+# --- the commands --------------------------------------------------------------------------
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    from typer.testing import CliRunner
+
+    from salesflow.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_init_seed_from_a_file_and_load_through_the_commands(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from salesflow.sources.generator import generate_sales
+
+    schema = f"shop_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("SALESFLOW_OLTP_URL", f"{database}?schema={schema}")
+    monkeypatch.setenv("SALESFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SALESFLOW_RETRY_DELAY_SECONDS", "0")
+    day_file = generate_sales(tmp_path / "landing", START, 1, 25, seed=4)[0]
+    try:
+        assert invoke("oltp", "init")[0] == 0
+        assert invoke("oltp", "init")[0] == 0  # safe to run again
+        code, out, err = invoke("oltp", "seed", "--from", str(day_file))
+        assert code == 0, err
+        assert "25 order_items" in out
+        code, out, err = invoke("oltp", "load", "--warehouse", str(tmp_path / "w.duckdb"))
+        assert code == 0, err
+        assert "1 loaded, 0 unchanged, 0 failed; rows in 25, loaded 25" in " ".join(out.split())
+        code, out, _ = invoke("oltp", "load", "--warehouse", str(tmp_path / "w.duckdb"))
+        assert code == 0 and "0 loaded, 1 unchanged" in " ".join(out.split())
+        shop = f"{database}?schema={schema}"
+        assert_warehouse_equals_source(DuckDBWarehouse(str(tmp_path / "w.duckdb")), shop)
+        # The file's rows, as the shop now holds them, are the file's rows.
+        file_rows = day_file.read_text().splitlines()[1:]
+        assert len(source_lines(shop)) == len(file_rows) == 25
+    finally:
+        with psycopg.connect(database, autocommit=True) as con:
+            con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_the_commands_give_one_line_errors_for_bad_input(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = invoke("oltp", "load")
+    assert (
+        code == 2
+        and err.strip() == "error: no shop database: pass --dsn postgresql://... or set oltp_url"
+    )
+
+    code, _, err = invoke("oltp", "init", "--dsn", "postgresql://me:hunter2@127.0.0.1/test")
+    assert code == 2 and "keep the password out of the oltp_url" in err and "hunter2" not in err
+
+    code, _, err = invoke("oltp", "init", "--dsn", f"{database}?schema=Bad-Name")
+    assert code == 2 and "is not a plain name" in err and len(err.strip().splitlines()) == 1
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("order_id,order_ts\nO1,2024-05-01T10:00:00\n")
+    code, _, err = invoke("oltp", "seed", "--dsn", f"{database}?schema=s", "--from", str(bad))
+    assert code == 2 and "missing column 'customer_id'" in err

@@ -16,23 +16,15 @@ import pytest
 
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse
-from tests.conftest import fresh_process_env
+from tests.conftest import fresh_process_env, run_salesflow, start_salesflow
 
 pytestmark = pytest.mark.e2e
 
 TABLES = ("sales", "sales_rejected", "daily_sales")
 
 
-def run_command(landing: Path, warehouse: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "salesflow.cli",
-        "run",
-        str(landing),
-        "--warehouse",
-        str(warehouse),
-    ]
+def run_args(landing: Path, warehouse: Path) -> list[str]:
+    return ["run", str(landing), "--warehouse", str(warehouse)]
 
 
 def checksums(warehouse: Path) -> dict[str, str]:
@@ -50,14 +42,8 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def clean_result(landing: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("clean")
-    result = subprocess.run(
-        run_command(landing, root / "clean.duckdb"),
-        cwd=root,
-        env=fresh_process_env(root / "home"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    result = run_salesflow(
+        root, fresh_process_env(root / "home"), *run_args(landing, root / "clean.duckdb")
     )
     assert result.returncode == 0, result.stderr
     return checksums(root / "clean.duckdb")
@@ -70,7 +56,7 @@ def test_eight_overlapping_runs_load_every_batch_exactly_once(
     env = fresh_process_env(tmp_path / "home")
     processes = [
         subprocess.Popen(
-            run_command(landing, warehouse),
+            [sys.executable, "-m", "salesflow.cli", *run_args(landing, warehouse)],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
@@ -98,14 +84,7 @@ def test_a_run_killed_at_a_random_moment_is_repaired_by_a_rerun(
 ) -> None:
     warehouse = tmp_path / "killed.duckdb"
     env = fresh_process_env(tmp_path / "home")
-    process = subprocess.Popen(
-        run_command(landing, warehouse),
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_salesflow(tmp_path, env, *run_args(landing, warehouse))
     deadline = time.monotonic() + 300
     while not (tmp_path / "data" / "staging").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -113,15 +92,7 @@ def test_a_run_killed_at_a_random_moment_is_repaired_by_a_rerun(
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
 
-    rerun = subprocess.run(
-        run_command(landing, warehouse),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    rerun = run_salesflow(tmp_path, env, *run_args(landing, warehouse))
 
     assert rerun.returncode == 0, rerun.stderr
     assert checksums(warehouse) == clean_result

@@ -572,3 +572,88 @@ def test_a_backend_terminated_mid_load_is_transient_and_the_retry_loads(
     retried = warehouse.load_batch(manifest, "run-2")
     assert warehouse.read_back("day1.csv").mismatch(retried) is None
     assert warehouse.fetch("SELECT order_id FROM sales") == [("O9",)]
+
+
+# --- read paths shared with DuckDB ----------------------------------------------------------
+
+
+def test_holds_data_only_once_the_tables_exist_and_an_unreachable_server_raises(
+    warehouse: PostgresWarehouse, database: str, tmp_path: Path
+) -> None:
+    duck = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    assert (warehouse.holds_data(), duck.holds_data()) == (False, False)
+    assert not duck.path.exists()  # asking does not create the file
+
+    warehouse.ensure_schema()
+    duck.ensure_schema()
+
+    assert (warehouse.holds_data(), duck.holds_data()) == (True, True)
+    # Another schema of the same database is still empty.
+    other = PostgresWarehouse(with_schema(database, f"t_{uuid.uuid4().hex[:12]}"))
+    assert not other.holds_data()
+    with pytest.raises(WarehouseUnavailableError, match="PostgreSQL unreachable"):
+        PostgresWarehouse("postgresql://postgres@127.0.0.1:1/test").holds_data()
+    missing = database.rsplit("/", 1)[0] + "/no_such_database_here"
+    with pytest.raises(UsageError, match="does not exist"):
+        PostgresWarehouse(missing).holds_data()
+
+
+def test_a_users_query_gives_the_same_columns_and_rows_as_on_duckdb(
+    warehouse: PostgresWarehouse, day_file: Path, tmp_path: Path
+) -> None:
+    duck = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    for target in (warehouse, duck):
+        target.load_batch(staged(day_file, tmp_path / type(target).__name__), "run-1")
+    by_region = (
+        "SELECT region, count(*) AS n, sum(total) AS revenue FROM sales "
+        "WHERE sku LIKE 'S%' AND product <> '?' GROUP BY region ORDER BY region"
+    )
+
+    assert (
+        warehouse.query(by_region, 10)
+        == duck.query(by_region, 10)
+        == (["region", "n", "revenue"], [("North", 3, Decimal("13.75")), ("South", 1, 120)])
+    )
+    assert warehouse.query(by_region, 1) == duck.query(by_region, 1)
+    assert len(warehouse.query(by_region, 1).rows) == 1
+
+
+@pytest.mark.parametrize(
+    ("statement", "problem"),
+    [
+        ("SELECT * FROM no_such_table", "no_such_table"),
+        ("DELETE FROM sales", "read-only"),
+    ],
+)
+def test_a_bad_or_writing_query_is_one_usage_line_and_changes_nothing(
+    warehouse: PostgresWarehouse, day_file: Path, tmp_path: Path, statement: str, problem: str
+) -> None:
+    duck = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    for target in (warehouse, duck):
+        target.load_batch(staged(day_file, tmp_path / type(target).__name__), "run-1")
+        before = checksums(target)
+
+        with pytest.raises(UsageError, match=r"^query failed: ") as raised:
+            target.query(statement, 5)
+
+        assert problem in str(raised.value) and "\n" not in str(raised.value)
+        assert checksums(target) == before
+
+
+def test_check_source_reports_rows_a_postgres_warehouse_already_holds(
+    warehouse: PostgresWarehouse, day_file: Path, tmp_path: Path
+) -> None:
+    copy = write_csv(
+        tmp_path / "landing" / "copy.csv",
+        CANONICAL_HEADER,
+        "O1,2024-03-01T10:00:00,C1,S1,Kettle,Home,2,10.50,North",  # loaded from day1.csv
+        "O9,2024-03-01T10:00:00,C1,S1,Kettle,Home,2,10.50,North",
+    )
+    empty = stages.check_source(copy, ValidationRules(), warehouse)
+    assert (empty.rows_valid, empty.reason_counts) == (2, {})
+
+    warehouse.load_batch(staged(day_file, tmp_path / "stage"), "run-1")
+    checked = stages.check_source(copy, ValidationRules(), warehouse)
+
+    assert (checked.rows_valid, checked.rows_rejected) == (1, 1)
+    assert checked.reason_counts == {"duplicate_in_warehouse": 1}

@@ -32,7 +32,7 @@ from salesflow.config import Settings, load_settings
 from salesflow.errors import StaleStagingError
 from salesflow.flows.artifacts import publish_run_artifacts
 from salesflow.flows.caching import result_storage
-from salesflow.flows.hooks import notify_run, record_run
+from salesflow.flows.hooks import run_hooks
 from salesflow.flows.runners import task_runner_for
 from salesflow.flows.tasks import (
     extract_batch,
@@ -104,9 +104,7 @@ class RunSummary(BaseModel):
 @flow(
     name=FLOW_NAME,
     persist_result=False,
-    on_completion=[record_run, notify_run],
-    on_failure=[record_run, notify_run],
-    on_crashed=[record_run, notify_run],
+    **run_hooks(),
 )
 def etl_flow(
     sources: list[Path],

@@ -20,6 +20,13 @@ from salesflow.warehouse import open_warehouse
 FAILURES_NAMED = 3  # failed batches quoted in a notification; the rest are counted
 
 
+def run_hooks() -> dict[str, Any]:
+    """The state hooks of a loading flow (its parameters name `warehouse` and `settings`):
+    record the run however it ends, and notify."""
+    hooks = [record_run, notify_run]
+    return {"on_completion": hooks, "on_failure": hooks, "on_crashed": hooks}
+
+
 def record_run(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
     """on_completion / on_failure / on_crashed hook: write the run's record."""
     try:

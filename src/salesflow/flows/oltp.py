@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from salesflow.config import Settings, load_settings
 from salesflow.errors import SalesflowError
 from salesflow.flows.etl import RunSummary, as_exception, etl_flow, retry_options
-from salesflow.flows.hooks import notify_run, record_run
+from salesflow.flows.hooks import run_hooks
 from salesflow.flows.runners import task_runner_for
 from salesflow.flows.tasks import RETRY_OPTIONS, STAGE_OPTIONS, prepare_warehouse
 from salesflow.manifest import BatchOutcome, BatchStatus
@@ -80,9 +80,7 @@ def extract_day(source_location: str, day: date, folder: Path) -> Path:
 @flow(
     name=FLOW_NAME,
     persist_result=False,
-    on_completion=[record_run, notify_run],
-    on_failure=[record_run, notify_run],
-    on_crashed=[record_run, notify_run],
+    **run_hooks(),
 )
 def oltp_flow(
     source: str,

@@ -96,7 +96,9 @@ def quality_report_flow(days: ReportDays = 7, until: date | None = None) -> str:
     settings = load_settings()
     last = until or shop_today(settings)
     first = last - timedelta(days=days - 1)
-    window = read_quality_window(settings.warehouse_path, first, last, settings.timezone)
+    window = read_quality_window(
+        open_warehouse(settings.warehouse_location), first, last, settings.timezone
+    )
     heading = (
         f"# salesflow quality report: {first} to {last}\n\n"
         f"{days} day(s), shop time zone {settings.timezone}. Orders dated in these days, the "

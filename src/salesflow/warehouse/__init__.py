@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from duckdb import Error as DuckDBError
+from psycopg import Error as PostgresError
+
 from salesflow.warehouse.base import Warehouse
 from salesflow.warehouse.duckdb import DuckDBWarehouse
 from salesflow.warehouse.postgres import PostgresWarehouse, is_postgres_location
+
+# What a warehouse's `fetch` raises when the database refuses a query (connection trouble is
+# already a salesflow error): readers turn it into a one-line UsageError.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DuckDBError, PostgresError)
 
 
 def open_warehouse(location: str) -> Warehouse:
@@ -15,4 +22,4 @@ def open_warehouse(location: str) -> Warehouse:
     return DuckDBWarehouse(location)
 
 
-__all__ = ["DuckDBWarehouse", "PostgresWarehouse", "Warehouse", "open_warehouse"]
+__all__ = ["DATABASE_ERRORS", "DuckDBWarehouse", "PostgresWarehouse", "Warehouse", "open_warehouse"]

@@ -39,6 +39,26 @@ RECORD_RUN_SQL = (
     "CAST(? AS VARCHAR) FROM batches WHERE flow_run_id = ?"
 )
 
+# A failed or skipped attempt at a batch already recorded: status, error, times and run change;
+# what is loaded (sha256, counts, money) stays. Parameters: attempt_params(outcome).
+RECORD_ATTEMPT_SQL = (
+    "UPDATE batches SET status = ?, error = ?, started_at = ?, finished_at = ?, "
+    "flow_run_id = ? WHERE batch_id = ?"
+)
+
+
+def attempt_params(outcome: BatchOutcome) -> list[Any]:
+    """The parameters of RECORD_ATTEMPT_SQL for one outcome."""
+    return [
+        str(outcome.status),
+        outcome.error,
+        outcome.started_at,
+        outcome.finished_at,
+        outcome.flow_run_id,
+        outcome.batch_id,
+    ]
+
+
 # Where an incremental source has read up to. Parameters: source, watermark.
 SAVE_WATERMARK_SQL = (
     "INSERT INTO watermarks (source, watermark, updated_at) VALUES (?, ?, now()) "
@@ -55,6 +75,12 @@ TABLE_KEYS: dict[str, str] = {
     "runs": "flow_run_id",
     "watermarks": "source",
 }
+
+
+def error_line(error: BaseException) -> str:
+    """The first line of a database error: the message, without the SQL excerpt and caret
+    both databases add below it."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class Warehouse(Protocol):
@@ -111,6 +137,14 @@ class Warehouse(Protocol):
     def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a read-only query."""
 
+    def holds_data(self) -> bool:
+        """Whether the warehouse exists with its tables: readers of a warehouse nobody loaded
+        yet answer "nothing" instead of failing. An unreachable server still raises."""
+
+    def query(self, sql: str, limit: int) -> QueryResult:
+        """A user's ad-hoc query, read only and sent as written: its column names and at most
+        `limit` rows; a query the database refuses is a one-line UsageError."""
+
     def table_checksum(self, table: str) -> str:
         """A checksum of a table's content, in its natural key order."""
 
@@ -137,16 +171,27 @@ class SqlQueries:
         return rows[0][0] if rows else None
 
     def read_back(self, batch_id: str) -> LoadedBatch:
-        """What a new connection sees of a batch after its commit."""
+        """What a new connection sees of a batch after its commit.
+
+        The sha256 is that of the loaded content whatever the latest attempt's status: another
+        run may have recorded its own skip (or failure) of this batch since the commit.
+        """
         rows = self.fetch(
             "SELECT (SELECT count(*) FROM sales WHERE batch_id = ?), "
             "(SELECT coalesce(sum(total), 0) FROM sales WHERE batch_id = ?), "
             "(SELECT count(*) FROM sales_rejected WHERE batch_id = ?), "
-            "(SELECT max(sha256) FROM batches WHERE batch_id = ? AND status = 'loaded')",
+            "(SELECT max(sha256) FROM batches WHERE batch_id = ? AND rows_in IS NOT NULL)",
             [batch_id] * 4,
         )
         loaded, amount, rejected, sha256 = rows[0]
         return LoadedBatch(loaded, rejected, amount, sha256)
+
+
+class QueryResult(NamedTuple):
+    """What an ad-hoc query returned, cut to the rows a user asked to see."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
 
 
 class LoadedBatch(NamedTuple):

@@ -23,12 +23,16 @@ from salesflow.errors import LoadTimeoutError, UsageError, WarehouseBusyError
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
+    RECORD_ATTEMPT_SQL,
     RECORD_RUN_SQL,
     SAVE_WATERMARK_SQL,
     TABLE_KEYS,
     LoadPolicy,
     Observed,
+    QueryResult,
     SqlQueries,
+    attempt_params,
+    error_line,
     reconcile,
 )
 
@@ -519,18 +523,7 @@ class DuckDBWarehouse(SqlQueries):
         if not exists:
             self._insert_batch(con, outcome)
             return
-        con.execute(
-            "UPDATE batches SET status = ?, error = ?, started_at = ?, finished_at = ?, "
-            "flow_run_id = ? WHERE batch_id = ?",
-            [
-                str(outcome.status),
-                outcome.error,
-                outcome.started_at,
-                outcome.finished_at,
-                outcome.flow_run_id,
-                outcome.batch_id,
-            ],
-        )
+        con.execute(RECORD_ATTEMPT_SQL, attempt_params(outcome))
 
     def record_run(
         self,
@@ -579,6 +572,29 @@ class DuckDBWarehouse(SqlQueries):
     def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._connect() as con:
             return con.execute(sql, params or []).fetchall()
+
+    def holds_data(self) -> bool:
+        """The file exists and has the `batches` table; a missing file is not created."""
+        if not self.path.exists():
+            return False
+        with self.reader() as con:
+            row = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = current_schema() AND table_name = 'batches'"
+            ).fetchone()
+        return bool(row and row[0])
+
+    def query(self, sql: str, limit: int) -> QueryResult:
+        """A user's query on a read-only connection (see `reader`), so it cannot change the
+        warehouse and waits for a running load instead of failing on the file lock."""
+        try:
+            with self.reader() as con:
+                cursor = con.execute(sql)
+                columns = [column[0] for column in cursor.description or []]
+                rows = cursor.fetchmany(limit) if cursor.description else []
+        except duckdb.Error as error:
+            raise UsageError(f"query failed: {error_line(error)}") from None
+        return QueryResult(columns, rows)
 
     def table_checksum(self, table: str) -> str:
         if table not in TABLE_KEYS:

@@ -35,12 +35,16 @@ from salesflow.pg_url import PostgresUrl, first_line, is_postgres_url
 from salesflow.sources.files import SOURCE_ROW
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
+    RECORD_ATTEMPT_SQL,
     RECORD_RUN_SQL,
     SAVE_WATERMARK_SQL,
     TABLE_KEYS,
     LoadPolicy,
     Observed,
+    QueryResult,
     SqlQueries,
+    attempt_params,
+    error_line,
     reconcile,
 )
 
@@ -633,20 +637,7 @@ class PostgresWarehouse(SqlQueries):
         if not self._count(con, "batches", outcome.batch_id):
             self._insert_batch(con, outcome)
             return
-        con.execute(
-            self._sql(
-                "UPDATE {s}.batches SET status = %s, error = %s, started_at = %s, "
-                "finished_at = %s, flow_run_id = %s WHERE batch_id = %s"
-            ),
-            [
-                str(outcome.status),
-                outcome.error,
-                outcome.started_at,
-                outcome.finished_at,
-                outcome.flow_run_id,
-                outcome.batch_id,
-            ],
-        )
+        con.execute(_psycopg_placeholders(RECORD_ATTEMPT_SQL), attempt_params(outcome))
 
     def record_run(
         self,
@@ -697,6 +688,31 @@ class PostgresWarehouse(SqlQueries):
             rows = cursor.fetchall() if cursor.description is not None else []
             con.rollback()
         return rows
+
+    def holds_data(self) -> bool:
+        """The schema has the `batches` table. Connecting is not optional: an unreachable
+        server or a missing database raises as everywhere else, it is not an empty warehouse."""
+        with self._connect(read_only=True) as con:
+            batches = self._sql("{s}.batches").as_string(con)
+            row = con.execute("SELECT to_regclass(%s) IS NOT NULL", [batches]).fetchone()
+            con.rollback()
+        return bool(row and row[0])
+
+    def query(self, sql: str, limit: int) -> QueryResult:
+        """A user's query in a read-only transaction, rolled back, sent without parameters (so
+        a `%` or `?` in it stays as written). The rows come to the client in full, then are
+        cut to `limit`. A lost connection stays a WarehouseUnavailableError."""
+        with self._connect(read_only=True) as con, con.cursor() as cursor:
+            try:
+                cursor.execute(sql)
+            except psycopg.Error as error:
+                if con.broken:
+                    raise
+                raise UsageError(f"query failed: {error_line(error)}") from None
+            columns = [column.name for column in cursor.description or []]
+            rows = cursor.fetchmany(limit) if cursor.description is not None else []
+            con.rollback()
+        return QueryResult(columns, rows)
 
     def table_checksum(self, table: str) -> str:
         if table not in TABLE_KEYS:

@@ -89,19 +89,22 @@ def _record_shapes(text: str) -> pl.DataFrame:
     lines = lines.slice(first)
     if text.endswith("\n"):
         lines = lines.head(-1)
-    quotes = lines.str.count_matches('"')
-    # A line continues the previous record while an odd number of quotes is open before it.
-    opens_record = (quotes.cum_sum().shift(1, fill_value=0) % 2) == 0
-    shapes = (
-        pl.DataFrame({"line": lines, "record": opens_record.cum_sum()})
-        .group_by("record", maintain_order=True)
-        .agg(pl.col("line").str.join("\n"))
-        .select(
-            (pl.col("line").str.replace_all(_QUOTED, "").str.count_matches(",") + 1)
-            .cast(pl.Int32)
-            .alias(FIELD_COUNT),
-            (pl.col("line").str.strip_chars("\r") == "").alias("__blank"),
+    unquoted = pl.col("line")
+    if '"' in text:
+        unquoted = unquoted.str.replace_all(_QUOTED, "")
+        quotes = lines.str.count_matches('"')
+        # A line continues the previous record while an odd number of quotes is open before it.
+        opens_record = (quotes.cum_sum().shift(1, fill_value=0) % 2) == 0
+        records = (
+            pl.DataFrame({"line": lines, "record": opens_record.cum_sum()})
+            .group_by("record", maintain_order=True)
+            .agg(pl.col("line").str.join("\n"))
         )
+    else:  # no quoting at all, the common case: every line is a record, nothing to join
+        records = pl.DataFrame({"line": lines})
+    shapes = records.select(
+        (unquoted.str.count_matches(",") + 1).cast(pl.Int32).alias(FIELD_COUNT),
+        (pl.col("line").str.strip_chars("\r") == "").alias("__blank"),
     )
     return shapes.slice(1)  # the header is not a data record
 

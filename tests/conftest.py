@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,33 @@ def start_salesflow(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Po
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# This machine is offline: without the background-networking flags Chromium keeps calling
+# Google's hosts and logs their failures.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TEST_ARTIFACTS = REPO / "test-artifacts"  # screenshots for a person to look at (git-ignored)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium (installed by `make test`) driven by Playwright; Playwright's own
+    browser download is never used."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` (or `make chromium`) installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

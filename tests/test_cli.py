@@ -45,6 +45,7 @@ COMMANDS = (
     "status",
     "server",
     "oltp",
+    "report",
 )
 
 
@@ -186,6 +187,9 @@ def test_demo_runs_offline_in_a_fresh_process_and_prints_its_summary(tmp_path: P
     assert "3 loaded, 0 unchanged, 0 failed" in result.stdout
     assert "revenue by region" in result.stdout
     assert "salesflow query" in result.stdout
+    report = (tmp_path / "salesflow-demo" / "report.html").resolve()
+    assert f"report: {report}" in " ".join(result.stdout.split())
+    assert 'id="chart-daily-revenue"' in report.read_text(encoding="utf-8")
     warehouse = tmp_path / "salesflow-demo" / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as con:
         loaded, rejected = con.execute(

@@ -53,6 +53,11 @@ class Runner(StrEnum):
     dask = "dask"
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 class FileFormat(StrEnum):
     csv = "csv"
     csv_gz = "csv.gz"
@@ -111,6 +116,14 @@ def main(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's run logs on the console.")
     ] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="text: Prefect's logs stay in its API (and on the console with -v); json: also "
+            "every log record as one JSON line on stderr, for log shippers.",
+        ),
+    ] = LogFormat.text,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
@@ -124,6 +137,10 @@ def main(
     if config is not None:
         os.environ[CONFIG_FILE_ENV] = str(config)
     _quiet_prefect(verbose)
+    if log_format == LogFormat.json:
+        from salesflow.logs import use_json_logs
+
+        use_json_logs()
     # A scheduler's SIGTERM stops a run like Ctrl-C: the open transaction rolls back, Prefect's
     # ephemeral server shuts down with the process instead of being left behind.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -230,6 +247,14 @@ def run(
             "--runner dask); without it --runner dask starts a local cluster.",
         ),
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="After loading, write the HTML report of the warehouse here and link it from "
+            "the run's Prefect artifacts.",
+            metavar="FILE.html",
+        ),
+    ] = None,
 ) -> None:
     """Load landing files into the warehouse through the [bold]salesflow-etl[/] Prefect flow.
 
@@ -247,8 +272,12 @@ def run(
         )
         if profile is not None:  # an unknown name or bad override stops here, before Prefect
             apply_profile(settings, resolve_profile(settings, profile))
-        summary = _run_with_progress(paths, settings, force, accept_rejects, refresh_cache, profile)
+        summary = _run_with_progress(
+            paths, settings, force, accept_rejects, refresh_cache, profile, report
+        )
         _print_run(summary)
+        if report is not None:
+            console.print(f"report: {report.resolve()}", soft_wrap=True, highlight=False)
         for outcome in summary.failed:
             errors.print(f"[bold red]failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
     if summary.failed:
@@ -262,6 +291,7 @@ def _run_with_progress(
     accept_rejects: bool = False,
     refresh_cache: bool = False,
     profile: str | None = None,
+    report: Path | None = None,
 ) -> RunSummary:
     from salesflow.flows.etl import on_batch_finished, run_etl
     from salesflow.sources.files import discover_sources
@@ -283,6 +313,7 @@ def _run_with_progress(
                     accept_rejects=accept_rejects,
                     refresh_cache=refresh_cache,
                     profile=profile,
+                    report=report,
                 )
             except RuntimeError as error:
                 if "Prefect API" not in str(error):
@@ -505,6 +536,41 @@ def query(
         for row in rows:
             table.add_row(*("" if value is None else str(value) for value in row))
         console.print(table)
+
+
+@app.command()
+def report(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="HTML file to write. Default: <data_dir>/report.html."),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="First order date, YYYY-MM-DD.", metavar="DATE")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Last order date, YYYY-MM-DD.", metavar="DATE")
+    ] = None,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Write one self-contained HTML report with charts of the warehouse, for a browser.
+
+    Daily net revenue with returns, revenue by region and category, ticket sizes, weekdays,
+    rows loaded vs rejected, reject reasons and KPI anomalies; it works offline (no CDN).
+    """
+    from salesflow.report import write_report
+    from salesflow.warehouse import open_warehouse
+
+    with _user_errors():
+        settings = _settings(warehouse=warehouse)
+        first = _parse_date(start, "--start") if start is not None else None
+        last = _parse_date(end, "--end") if end is not None else None
+        written = write_report(
+            open_warehouse(settings.warehouse_location),
+            out if out is not None else settings.data_dir / "report.html",
+            first,
+            last,
+        )
+    console.print(f"wrote report {written}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -958,11 +1024,17 @@ def demo(
             f"[bold]salesflow demo[/]: {days} days x {rows_per_day:,} rows into {landing}"
         )
         generate_sales(landing, date(2024, 1, 1), days, rows_per_day, seed, dirty_ratio, "csv")
-        summary = _run_with_progress([landing], settings, force=False)
+        report = root / "report.html"
+        summary = _run_with_progress([landing], settings, force=False, report=report)
         _print_run(summary)
         from salesflow.warehouse import open_warehouse
 
         _print_warehouse_overview(open_warehouse(summary.warehouse))
+        console.print(
+            f"report: [bold]{report.resolve()}[/] (open it in a browser)",
+            soft_wrap=True,
+            highlight=False,
+        )
     if summary.failed:
         raise typer.Exit(1)
 

@@ -174,6 +174,25 @@ class Settings(BaseSettings):
         description="How far before the watermark each oltp load looks again, for changes that "
         "committed late.",
     )
+    anomaly_checks: bool = Field(
+        True,
+        description="After each load, compare the loaded days' KPIs per region with their "
+        "trailing window; anomalies go to the `anomalies` table, the log, an artifact and events.",
+    )
+    anomaly_window_days: int = Field(
+        28, gt=0, le=366, description="Days before a checked day that form its trailing window."
+    )
+    anomaly_min_history_days: int = Field(
+        21,
+        gt=0,
+        description="Days with data the window needs before a day is checked at all.",
+    )
+    anomaly_z_threshold: float = Field(
+        5.0,
+        gt=0,
+        description="A KPI is an anomaly when |robust z| = |value - median| / (1.4826 MAD) of "
+        "its window exceeds this.",
+    )
     work_pool: str = Field(
         "salesflow-process",
         min_length=1,
@@ -214,6 +233,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_quantity x max_unit_price must stay below {MAX_TOTAL:,} "
                 "so every total fits DECIMAL(18,4)"
+            )
+        if self.anomaly_min_history_days > self.anomaly_window_days:
+            raise ValueError(
+                "anomaly_min_history_days cannot exceed anomaly_window_days: no day would ever "
+                "be checked"
             )
         return self
 

@@ -218,14 +218,17 @@ def test_each_stage_is_linked_to_the_stage_that_fed_it(settings: Settings) -> No
     stage_of = {run.id: stage_name(run) for run in runs}
     upstream = {
         stage_name(run): sorted(
-            stage_of[given.id]
-            for inputs in run.task_inputs.values()
-            for given in inputs
-            if getattr(given, "input_type", None) == "task_run"
+            {
+                stage_of[given.id]
+                for inputs in run.task_inputs.values()
+                for given in inputs
+                if getattr(given, "input_type", None) == "task_run"
+            }
         )
         for run in runs
     }
-    # The warehouse location returned by prepare-warehouse feeds plan and load.
+    # The warehouse location returned by prepare-warehouse feeds plan, load and the KPI check;
+    # the batch ids the loads returned tell the check which days to look at.
     assert upstream == {
         "prepare-warehouse": [],
         "plan": ["prepare-warehouse"],
@@ -233,6 +236,7 @@ def test_each_stage_is_linked_to_the_stage_that_fed_it(settings: Settings) -> No
         "validate": ["extract"],
         "transform": ["validate"],
         "load": ["prepare-warehouse", "transform"],
+        "check-kpis": ["load", "prepare-warehouse"],
     }
     # No tags: each would cost a concurrency-slot round trip per task run (see flows/tasks.py).
     assert [run.tags for run in runs] == [[]] * len(runs)

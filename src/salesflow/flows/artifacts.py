@@ -1,18 +1,31 @@
-"""Prefect artifacts of a run: the quality report and the batches table, under stable keys so
-the Prefect UI shows their history run after run."""
+"""Prefect artifacts of a run: the quality report, the batches table and the KPI anomalies,
+under stable keys so the Prefect UI shows their history run after run; and one Prefect event per
+anomaly, for an automation to react to."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+from prefect.events import emit_event
 
+from salesflow.anomalies import Anomaly, anomalies_markdown
 from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.quality import SAMPLE_ROWS, batches_table, quality_markdown
 from salesflow.warehouse.base import Warehouse
 
 QUALITY_KEY = "salesflow-quality"
+REPORT_KEY = "salesflow-report"
 BATCHES_KEY = "salesflow-batches"
+ANOMALIES_KEY = "salesflow-anomalies"
+PROGRESS_KEY = "salesflow-progress"
+ANOMALY_EVENT = "salesflow.kpi.anomaly"
 
 
 def publish_run_artifacts(outcomes: Sequence[BatchOutcome], warehouse: Warehouse) -> None:
@@ -37,4 +50,36 @@ def publish_run_artifacts(outcomes: Sequence[BatchOutcome], warehouse: Warehouse
         key=BATCHES_KEY,
         table=batches_table(outcomes),
         description="Every batch of the run with its counts and reconciliation.",
+    )
+
+
+def publish_anomalies(found: Sequence[Anomaly], dates: Sequence[date], warehouse: str) -> None:
+    """The anomalies artifact (also when none were found: its history shows the check ran),
+    then one `salesflow.kpi.anomaly` event per anomaly, its resource the region's KPI."""
+    create_markdown_artifact(
+        key=ANOMALIES_KEY,
+        markdown=anomalies_markdown(found, dates),
+        description="KPIs of the loaded days far from their trailing window (robust z-score).",
+    )
+    for anomaly in found:
+        emit_event(
+            event=ANOMALY_EVENT,
+            resource={
+                "prefect.resource.id": f"salesflow.kpi.{anomaly.region}.{anomaly.kpi}",
+                "prefect.resource.name": f"{anomaly.kpi} of {anomaly.region}",
+                "salesflow.region": anomaly.region,
+                "salesflow.kpi": anomaly.kpi,
+            },
+            payload={"warehouse": warehouse, **anomaly.model_dump(mode="json")},
+        )
+
+
+def publish_report_link(report: Path) -> None:
+    """A link artifact to the HTML report this run wrote (a file:// address: it opens in a
+    browser on the machine, or a share, that holds the file)."""
+    create_link_artifact(
+        key=REPORT_KEY,
+        link=report.resolve().as_uri(),
+        link_text=f"salesflow report: {report.name}",
+        description="Charts of the warehouse after this run: revenue, regions, quality, anomalies.",
     )

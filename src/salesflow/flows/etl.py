@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from uuid import uuid4
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -28,13 +29,15 @@ from prefect.tasks import Task, exponential_backoff
 from pydantic import BaseModel
 
 from salesflow import stages
+from salesflow.anomalies import AnomalyRules
 from salesflow.config import Settings, load_settings
 from salesflow.errors import StaleStagingError
-from salesflow.flows.artifacts import publish_run_artifacts
+from salesflow.flows.artifacts import PROGRESS_KEY, publish_run_artifacts
 from salesflow.flows.caching import result_storage
 from salesflow.flows.hooks import run_hooks
 from salesflow.flows.runners import task_runner_for
 from salesflow.flows.tasks import (
+    check_kpis,
     extract_batch,
     load_batch,
     merge_batch,
@@ -44,6 +47,7 @@ from salesflow.flows.tasks import (
     split_batch,
     transform_batch,
     validate_batch,
+    write_report_task,
 )
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
 from salesflow.profiles import apply_profile, resolve_profile
@@ -115,12 +119,14 @@ def etl_flow(
     as_of: datetime | None = None,
     settings: Settings | None = None,
     profile: str | None = None,
+    report: Path | None = None,
 ) -> RunSummary:
     """Load landing files (or directories of them) into the warehouse, one batch per file.
 
     `as_of` is the time future_date is judged against (default: now), for reproducible reruns.
     `profile` names a source profile: its column map replaces header aliasing and its rule
-    overrides apply to every file of the run.
+    overrides apply to every file of the run. With `report`, the run ends by writing the HTML
+    report there and linking it as an artifact.
 
     A batch rejecting more than `max_reject_share` of its rows fails whole unless
     `accept_rejects`.
@@ -176,6 +182,10 @@ def etl_flow(
         warehouse=location, flow_run_id=run_id, outcomes=[outcomes[path] for path in files]
     )
     publish_run_artifacts(summary.outcomes, open_warehouse(location))
+    if settings.anomaly_checks:
+        _check_kpis(summary, settings)
+    if report is not None:
+        write_report_task(location, report)
     logger.info(
         "run finished batches=%d loaded=%d skipped=%d failed=%d rows_in=%d rows_loaded=%d "
         "rows_rejected=%d amount=%s",
@@ -189,6 +199,68 @@ def etl_flow(
         summary.amount_loaded,
     )
     return summary
+
+
+def _check_kpis(summary: RunSummary, settings: Settings) -> None:
+    """Check the KPIs of the days this run loaded. The load has committed by now: a check that
+    fails is logged as an error, never a failed run."""
+    loaded = [o.batch_id for o in summary.outcomes if o.status == BatchStatus.LOADED]
+    if not loaded:
+        return
+    logger = get_run_logger()
+    try:
+        state = check_kpis.with_options(**retry_options(settings))(
+            summary.warehouse,
+            loaded,
+            AnomalyRules.from_settings(settings),
+            summary.flow_run_id,
+            settings.warehouse_concurrency_limit,
+            return_state=True,
+        )
+        if not state.is_completed():
+            logger.error(
+                "kpi check failed, the load stands: %s", state.message or state.name or "failed"
+            )
+    except Exception as error:  # e.g. the API refusing the task run itself
+        logger.error("kpi check failed, the load stands: %s", error)
+
+
+class _Progress:
+    """The run's progress artifact: share of batches finished, updated at most every
+    `STEP_PERCENT` points (every batch when batches are fewer), so a run of thousands of
+    batches costs a few dozen API calls. Progress is a courtesy: a failing update is logged
+    and the rest are skipped, the run goes on."""
+
+    STEP_PERCENT = 5.0
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.shown = 0.0
+        self.artifact_id: Any = None
+        if total:
+            self._call(
+                create_progress_artifact,
+                progress=0.0,
+                key=PROGRESS_KEY,
+                description=f"Batches finished, of {total}.",
+            )
+
+    def advance(self) -> None:
+        self.done += 1
+        percent = 100.0 * self.done / self.total
+        if self.artifact_id is None:
+            return
+        if percent >= 100.0 or percent - self.shown >= self.STEP_PERCENT:
+            self.shown = percent
+            self._call(update_progress_artifact, artifact_id=self.artifact_id, progress=percent)
+
+    def _call(self, publish: Callable[..., Any], **arguments: Any) -> None:
+        try:
+            self.artifact_id = publish(**arguments)
+        except Exception as error:
+            self.artifact_id = None
+            get_run_logger().warning("progress artifact not updated: %s", error)
 
 
 def _run_batches(
@@ -256,6 +328,7 @@ def _run_batches(
     next_commit = 0
     outcomes: dict[Path, BatchOutcome] = {}
     max_staged = settings.max_workers * 2
+    progress = _Progress(len(files))
 
     def start_batches() -> None:
         while waiting and len(in_flight) + len(ready) < max_staged:
@@ -277,6 +350,7 @@ def _run_batches(
     def finish(step: _Step, outcome: BatchOutcome) -> None:
         outcomes[step.source] = outcome
         finished.add(step.position)
+        progress.advance()
         if outcome.status != BatchStatus.FAILED:
             # Only this run's own staged files; a failed batch keeps them for the cache.
             stages.discard_staging(staging_root / step.source.name)
@@ -413,6 +487,7 @@ def run_etl(
     refresh_cache: bool = False,
     as_of: datetime | None = None,
     profile: str | None = None,
+    report: Path | None = None,
 ) -> RunSummary:
     """Run the flow on the task runner settings ask for (the entry point the CLI uses)."""
     return etl_flow.with_options(task_runner=task_runner_for(settings))(
@@ -424,4 +499,5 @@ def run_etl(
         as_of=as_of,
         settings=settings,
         profile=profile,
+        report=report,
     )

@@ -19,7 +19,9 @@ from prefect.tasks import Task
 from prefect.transactions import CommitMode, Transaction, transaction
 
 from salesflow import stages
+from salesflow.anomalies import Anomaly, AnomalyRules, check_days, describe, loaded_dates
 from salesflow.errors import SalesflowError, StaleStagingError, TransientError
+from salesflow.flows.artifacts import publish_anomalies
 from salesflow.flows.caching import stage_key, transform_key, validate_key
 from salesflow.flows.concurrency import ensure_limit, warehouse_slot
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
@@ -254,3 +256,38 @@ def record_failure(
         open_warehouse(warehouse_location).record_outcome(outcome)
     get_run_logger().error("batch=%s status=failed error=%r", outcome.batch_id, outcome.error)
     return outcome
+
+
+@task(name="check-kpis", **STAGE_OPTIONS, **RETRY_OPTIONS)
+def check_kpis(
+    warehouse_location: str,
+    batch_ids: list[str],
+    rules: AnomalyRules,
+    flow_run_id: str | None = None,
+    concurrency_limit: str | None = None,
+) -> list[Anomaly]:
+    """Check the KPIs of the order dates these batches loaded against their trailing window:
+    store the anomalies (replacing the days' earlier ones), log each as a warning, publish the
+    artifact and one event each. Events go last, so a retried check rarely repeats them."""
+    warehouse = open_warehouse(warehouse_location)
+    dates = loaded_dates(warehouse, batch_ids)
+    with warehouse_slot(concurrency_limit):
+        found = check_days(warehouse, dates, rules, flow_run_id)
+    logger = get_run_logger()
+    logger.info("kpis checked days=%d anomalies=%d", len(dates), len(found))
+    for anomaly in found:
+        logger.warning(describe(anomaly))
+    publish_anomalies(found, dates, warehouse.location)
+    return found
+
+
+@task(name="write-report", **STAGE_OPTIONS)
+def write_report_task(warehouse_location: str, out: Path) -> Path:
+    """Write the HTML report of the whole warehouse and link it from the run's artifacts."""
+    from salesflow.flows.artifacts import publish_report_link
+    from salesflow.report import write_report
+
+    written = write_report(open_warehouse(warehouse_location), out)
+    publish_report_link(written)
+    get_run_logger().info("report=%s", written)
+    return written

@@ -5,14 +5,18 @@ A destination is a plug-in (DuckDB now, PostgreSQL later): the flow speaks only 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from salesflow.errors import ReconciliationError, RejectThresholdError
 from salesflow.manifest import BatchManifest, BatchOutcome
+
+if TYPE_CHECKING:
+    from salesflow.anomalies import Anomaly
 
 # The daily_sales mart, recomputed for the order dates a load touched.
 DAILY_SALES_SELECT = """
@@ -66,6 +70,35 @@ SAVE_WATERMARK_SQL = (
     "updated_at = excluded.updated_at"
 )
 
+# A check's anomalies replace those of the days it checked. Plain table names and `?`: both
+# warehouses run them. DELETE parameter: the checked dates (a list); INSERT: anomaly_params().
+DELETE_ANOMALIES_SQL = "DELETE FROM anomalies WHERE list_contains(CAST(? AS DATE[]), order_date)"
+ANOMALY_COLUMNS = (
+    "order_date, region, kpi, value, median, mad, robust_z, direction, window_days, "
+    "detected_at, flow_run_id"
+)
+INSERT_ANOMALY_SQL = (
+    f"INSERT INTO anomalies ({ANOMALY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def anomaly_params(anomaly: Anomaly) -> list[Any]:
+    """The parameters of INSERT_ANOMALY_SQL for one anomaly."""
+    return [
+        anomaly.order_date,
+        anomaly.region,
+        anomaly.kpi,
+        anomaly.value,
+        anomaly.median,
+        anomaly.mad,
+        anomaly.robust_z,
+        anomaly.direction,
+        anomaly.window_days,
+        anomaly.detected_at,
+        anomaly.flow_run_id,
+    ]
+
+
 # How tables are ordered for a checksum: by their natural key.
 TABLE_KEYS: dict[str, str] = {
     "sales": "batch_id, source_row",
@@ -74,6 +107,7 @@ TABLE_KEYS: dict[str, str] = {
     "batches": "batch_id",
     "runs": "flow_run_id",
     "watermarks": "source",
+    "anomalies": "order_date, region, kpi",
 }
 
 
@@ -133,6 +167,10 @@ class Warehouse(Protocol):
 
     def save_watermark(self, source: str, watermark: datetime) -> None:
         """Record that every change of `source` up to `watermark` is loaded."""
+
+    def replace_anomalies(self, dates: Sequence[date], anomalies: Sequence[Anomaly]) -> None:
+        """In one transaction, delete the anomalies of the checked `dates` and insert those
+        found, so checking a day again leaves the same rows."""
 
     def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a read-only query."""

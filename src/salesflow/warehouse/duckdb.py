@@ -10,11 +10,11 @@ import contextlib
 import fcntl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 
@@ -23,6 +23,8 @@ from salesflow.errors import LoadTimeoutError, UsageError, WarehouseBusyError
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
+    DELETE_ANOMALIES_SQL,
+    INSERT_ANOMALY_SQL,
     RECORD_ATTEMPT_SQL,
     RECORD_RUN_SQL,
     SAVE_WATERMARK_SQL,
@@ -31,10 +33,14 @@ from salesflow.warehouse.base import (
     Observed,
     QueryResult,
     SqlQueries,
+    anomaly_params,
     attempt_params,
     error_line,
     reconcile,
 )
+
+if TYPE_CHECKING:
+    from salesflow.anomalies import Anomaly
 
 # The tables holding a batch's rows: saved before a load replaces them, restored on rollback.
 UNDO_TABLES = ("sales", "sales_rejected", "batches")
@@ -108,6 +114,19 @@ CREATE TABLE IF NOT EXISTS watermarks (
     source      VARCHAR PRIMARY KEY,
     watermark   TIMESTAMPTZ NOT NULL,
     updated_at  TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS anomalies (
+    order_date   DATE NOT NULL,
+    region       VARCHAR NOT NULL,
+    kpi          VARCHAR NOT NULL,
+    value        DOUBLE NOT NULL,
+    median       DOUBLE NOT NULL,
+    mad          DOUBLE NOT NULL,
+    robust_z     DOUBLE NOT NULL,
+    direction    VARCHAR NOT NULL,
+    window_days  INTEGER NOT NULL,
+    detected_at  TIMESTAMPTZ NOT NULL,
+    flow_run_id  VARCHAR
 );
 """
 
@@ -551,6 +570,19 @@ class DuckDBWarehouse(SqlQueries):
         """Record that every change of `source` up to `watermark` is loaded."""
         with self._writer() as con:
             con.execute(SAVE_WATERMARK_SQL, [source, watermark])
+
+    def replace_anomalies(self, dates: Sequence[date], anomalies: Sequence[Anomaly]) -> None:
+        """The checked days' anomalies, replaced in one transaction."""
+        with self._writer() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(DELETE_ANOMALIES_SQL, [sorted(set(dates))])
+                if anomalies:
+                    con.executemany(INSERT_ANOMALY_SQL, [anomaly_params(a) for a in anomalies])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def loaded_duplicates(self, manifest: BatchManifest) -> list[int]:
         """Dry run of the load's cross-batch duplicate check: the source rows it would move."""

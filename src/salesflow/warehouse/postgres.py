@@ -13,11 +13,11 @@ import io
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from math import ceil
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 import psycopg
@@ -35,6 +35,8 @@ from salesflow.pg_url import PostgresUrl, first_line, is_postgres_url
 from salesflow.sources.files import SOURCE_ROW
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
+    DELETE_ANOMALIES_SQL,
+    INSERT_ANOMALY_SQL,
     RECORD_ATTEMPT_SQL,
     RECORD_RUN_SQL,
     SAVE_WATERMARK_SQL,
@@ -43,10 +45,14 @@ from salesflow.warehouse.base import (
     Observed,
     QueryResult,
     SqlQueries,
+    anomaly_params,
     attempt_params,
     error_line,
     reconcile,
 )
+
+if TYPE_CHECKING:
+    from salesflow.anomalies import Anomaly
 
 DEFAULT_SCHEMA = "salesflow"
 LOCK_WAIT_SECONDS = 600.0
@@ -130,6 +136,20 @@ CREATE TABLE IF NOT EXISTS {s}.watermarks (
     watermark   timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL
 );
+CREATE TABLE IF NOT EXISTS {s}.anomalies (
+    order_date   date NOT NULL,
+    region       text NOT NULL,
+    kpi          text NOT NULL,
+    value        double precision NOT NULL,
+    median       double precision NOT NULL,
+    mad          double precision NOT NULL,
+    robust_z     double precision NOT NULL,
+    direction    text NOT NULL,
+    window_days  integer NOT NULL,
+    detected_at  timestamptz NOT NULL,
+    flow_run_id  text
+);
+CREATE INDEX IF NOT EXISTS anomalies_order_date ON {s}.anomalies (order_date);
 -- DuckDB's list_contains, so queries salesflow (and analysts) write for DuckDB run here too.
 CREATE OR REPLACE FUNCTION {s}.list_contains(anyarray, anyelement) RETURNS boolean
     LANGUAGE sql IMMUTABLE AS 'SELECT $2 = ANY($1)';
@@ -659,6 +679,17 @@ class PostgresWarehouse(SqlQueries):
         """Record that every change of `source` up to `watermark` is loaded."""
         with self._write_transaction() as con:
             con.execute(_psycopg_placeholders(SAVE_WATERMARK_SQL), [source, watermark])
+
+    def replace_anomalies(self, dates: Sequence[date], anomalies: Sequence[Anomaly]) -> None:
+        """The checked days' anomalies, replaced in one transaction (the search_path finds the
+        table, so the shared SQL names it plainly)."""
+        with self._write_transaction() as con, con.cursor() as cursor:
+            cursor.execute(_psycopg_placeholders(DELETE_ANOMALIES_SQL), [sorted(set(dates))])
+            if anomalies:
+                cursor.executemany(
+                    _psycopg_placeholders(INSERT_ANOMALY_SQL),
+                    [anomaly_params(a) for a in anomalies],
+                )
 
     # --- reading --------------------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""`--log-format json`: every log record of a run on stderr as one JSON object per line, with
+the run ids a log shipper indexes by."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from salesflow.logs import JsonFormatter, use_json_logs
+from tests.conftest import CANONICAL_HEADER, fresh_process_env, run_salesflow, write_csv
+
+
+def test_a_record_becomes_one_json_line_with_its_run_ids_and_exception() -> None:
+    record = logging.LogRecord(
+        "prefect.task_runs", logging.WARNING, __file__, 1, "%s=%d", ("n", 3), None
+    )
+    record.task_run_id = "abc"
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+
+    entry = json.loads(JsonFormatter().format(record))
+
+    assert entry["level"] == "WARNING" and entry["logger"] == "prefect.task_runs"
+    assert entry["message"] == "n=3" and entry["task_run_id"] == "abc"
+    assert "ValueError: boom" in entry["exception"]
+    assert "flow_run_id" not in entry  # absent ids are left out, not null
+    assert "\n" not in JsonFormatter().format(record)
+
+
+def test_use_json_logs_catches_prefect_child_loggers() -> None:
+    stream = io.StringIO()
+    handler = use_json_logs(stream)
+    try:
+        logging.getLogger("prefect.flow_runs").info("hello %s", "there")
+    finally:
+        for name in ("prefect", "salesflow"):
+            logging.getLogger(name).removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert {"logger": "prefect.flow_runs", "message": "hello there"}.items() <= lines[-1].items()
+
+
+@pytest.mark.e2e
+def test_a_run_with_log_format_json_writes_only_json_lines_on_stderr(tmp_path: Path) -> None:
+    day = write_csv(
+        tmp_path / "landing" / "day.csv",
+        CANONICAL_HEADER,
+        "O1,2024-03-01T10:00:00,C1,S1,Kettle,Home,2,10.50,North",
+        "O2,2024-03-01T11:00:00,C2,S2,Mug,Home,x,3.25,North",
+    )
+
+    result = run_salesflow(
+        tmp_path,
+        fresh_process_env(tmp_path / "home"),
+        "--log-format",
+        "json",
+        "run",
+        str(day),
+        "--accept-rejects",
+        "--warehouse",
+        str(tmp_path / "w.duckdb"),
+    )
+
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    finished = [e for e in entries if e["message"].startswith("run finished")]
+    assert len(finished) == 1 and finished[0]["flow_run_id"]
+    loads = [e for e in entries if "stage=load" in e["message"]]
+    assert loads and all(e.get("task_run_id") for e in loads)
+    assert any(e["level"] == "WARNING" and "rejected=1" in e["message"] for e in entries)
+    assert "1 loaded" in result.stdout  # the human summary stays on stdout

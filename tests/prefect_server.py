@@ -71,6 +71,22 @@ def fresh_postgres_database() -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+def with_schema(database_url: str, schema: str) -> str:
+    """A database URL naming one schema, as salesflow takes it (`?schema=NAME`)."""
+    return f"{database_url}{'&' if '?' in database_url else '?'}schema={schema}"
+
+
+@contextmanager
+def fresh_schema(database_url: str, prefix: str = "t") -> Iterator[str]:
+    """`database_url` naming a new, unused schema; whatever created it, it is dropped after."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield with_schema(database_url, schema)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as con:
+            con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
 @pytest.fixture(scope="session")
 def prefect_server_on_postgres(
     tmp_path_factory: pytest.TempPathFactory,

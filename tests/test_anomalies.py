@@ -6,16 +6,13 @@ the same anomalies for the same input."""
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import psycopg
 import pytest
-from psycopg import sql
 
 from salesflow import stages
 from salesflow.anomalies import (
@@ -33,7 +30,7 @@ from salesflow.validate import ValidationRules
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
 from salesflow.warehouse.base import Warehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
-from tests.prefect_server import fresh_postgres_database
+from tests.prefect_server import fresh_postgres_database, fresh_schema
 
 START = date(2024, 1, 1)
 NORMAL_DAYS = 60
@@ -267,11 +264,8 @@ def test_reject_rate_goes_to_the_date_holding_most_of_the_batch(tmp_path: Path) 
 
 @pytest.fixture
 def postgres_warehouse() -> Iterator[PostgresWarehouse]:
-    with fresh_postgres_database() as url:
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        yield PostgresWarehouse(f"{url}{'&' if '?' in url else '?'}schema={schema}")
-        with psycopg.connect(url, autocommit=True) as con:
-            con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_postgres_database() as database, fresh_schema(database) as url:
+        yield PostgresWarehouse(url)
 
 
 def test_postgresql_stores_the_same_anomalies_as_duckdb(

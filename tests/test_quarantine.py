@@ -9,16 +9,14 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import psycopg
 import pytest
-from psycopg import sql
 
 from salesflow.errors import UsageError
 from salesflow.quarantine import export_rejects, neutralise_formulas, read_rejects
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
-from tests.prefect_server import fresh_postgres_database
-from tests.warehouse.test_postgres import staged, with_schema
+from tests.prefect_server import fresh_postgres_database, fresh_schema, with_schema
+from tests.warehouse.test_postgres import staged
 
 
 @pytest.fixture
@@ -114,8 +112,13 @@ def database() -> Iterator[str]:
 def both(database: str, tmp_path: Path) -> Iterator[tuple[PostgresWarehouse, DuckDBWarehouse]]:
     """A PostgreSQL warehouse (its own schema, dropped after the test) and a DuckDB one, both
     loaded with the same files: rejects of two batches whose ids sort differently by case."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    postgres = PostgresWarehouse(with_schema(database, schema))
+    with fresh_schema(database) as url:
+        yield _loaded_in_both(PostgresWarehouse(url), tmp_path)
+
+
+def _loaded_in_both(
+    postgres: PostgresWarehouse, tmp_path: Path
+) -> tuple[PostgresWarehouse, DuckDBWarehouse]:
     duck = DuckDBWarehouse(tmp_path / "wh.duckdb")
     landing = tmp_path / "landing"
     files = [
@@ -137,9 +140,7 @@ def both(database: str, tmp_path: Path) -> Iterator[tuple[PostgresWarehouse, Duc
         for source in files:
             manifest = staged(source, tmp_path / type(target).__name__ / source.stem)
             target.load_batch(manifest, "run-1")
-    yield postgres, duck
-    with psycopg.connect(database, autocommit=True) as con:
-        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    return postgres, duck
 
 
 def test_rejects_read_from_postgres_equal_those_from_duckdb(
@@ -192,7 +193,7 @@ def test_rejects_exported_from_postgres_are_the_same_file_as_from_duckdb(
 
 
 def test_rejects_of_a_postgres_schema_not_loaded_yet_is_a_usage_error(database: str) -> None:
-    empty = PostgresWarehouse(with_schema(database, f"t_{uuid.uuid4().hex[:12]}"))
+    empty = PostgresWarehouse(with_schema(database, f"t_{uuid.uuid4().hex[:12]}"))  # never created
 
     with pytest.raises(UsageError, match="no warehouse yet"):
         read_rejects(empty)

@@ -3,16 +3,13 @@ warehouse recorded, and which batches a window of days covers."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
-import psycopg
 import pytest
-from psycopg import sql
 
 from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.server import PrefectServer
@@ -26,9 +23,9 @@ from salesflow.status import (
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
 from salesflow.warehouse.base import Warehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
-from tests.prefect_server import fresh_postgres_database
+from tests.prefect_server import fresh_postgres_database, fresh_schema
 from tests.test_serve import api_of, day_file
-from tests.warehouse.test_postgres import staged, with_schema
+from tests.warehouse.test_postgres import staged
 
 
 @pytest.fixture
@@ -192,10 +189,8 @@ def database() -> Iterator[str]:
 @pytest.fixture
 def postgres(database: str) -> Iterator[PostgresWarehouse]:
     """A PostgreSQL warehouse in its own schema, dropped after the test."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield PostgresWarehouse(with_schema(database, schema))
-    with psycopg.connect(database, autocommit=True) as con:
-        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema(database) as url:
+        yield PostgresWarehouse(url)
 
 
 def fill(warehouse: Warehouse, tmp_path: Path) -> None:

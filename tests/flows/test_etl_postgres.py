@@ -3,16 +3,13 @@ the two warehouses must hold the same rows, counts and money, and keep the same 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from salesflow import stages
 from salesflow.config import Settings
@@ -22,7 +19,7 @@ from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
 from tests.conftest import CANONICAL_HEADER, COURSE_CSV, write_csv
-from tests.prefect_server import fresh_postgres_database
+from tests.prefect_server import fresh_postgres_database, fresh_schema
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 
@@ -43,10 +40,8 @@ def database() -> Iterator[str]:
 @pytest.fixture
 def postgres(database: str) -> Iterator[PostgresWarehouse]:
     """A PostgreSQL warehouse in a schema of its own, dropped after the test."""
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    yield PostgresWarehouse(f"{database}?schema={schema}")
-    with psycopg.connect(database, autocommit=True) as con:
-        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema(database, "e2e") as url:
+        yield PostgresWarehouse(url)
 
 
 @pytest.fixture(scope="module")

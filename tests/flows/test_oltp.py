@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -27,7 +26,7 @@ from salesflow.sources.postgres import EXTRACT_APPLICATION, PostgresSource
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse, open_warehouse
 from salesflow.warehouse.base import Warehouse
 from tests.flows.test_etl import read_task_runs, stage_name
-from tests.prefect_server import fresh_postgres_database
+from tests.prefect_server import fresh_postgres_database, fresh_schema
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 
@@ -55,13 +54,10 @@ def database() -> Iterator[str]:
 @pytest.fixture
 def shop(database: str) -> Iterator[str]:
     """A shop schema of its own (its URL), seeded with 3 days of 40 clean lines each."""
-    schema = f"shop_{uuid.uuid4().hex[:10]}"
-    url = f"{database}?schema={schema}"
-    init_shop(PostgresUrl.parse(url, "shop"))
-    seed_shop(PostgresUrl.parse(url, "shop"), generated_sales(START, 3, 40, seed=11))
-    yield url
-    with psycopg.connect(database, autocommit=True) as con:
-        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema(database, "shop") as url:
+        init_shop(PostgresUrl.parse(url, "shop"))
+        seed_shop(PostgresUrl.parse(url, "shop"), generated_sales(START, 3, 40, seed=11))
+        yield url
 
 
 def execute(shop: str, statement: str, params: Any = None) -> None:
@@ -201,24 +197,25 @@ def test_a_late_commit_inside_the_lag_window_is_loaded_and_one_outside_it_only_b
 def test_a_connection_terminated_mid_extract_is_retried_and_the_load_completes(
     database: str, settings: Settings, tmp_path: Path
 ) -> None:
-    schema = f"shop_{uuid.uuid4().hex[:10]}"
-    shop = f"{database}?schema={schema}"
-    init_shop(PostgresUrl.parse(shop, "shop"))
-    seed_shop(PostgresUrl.parse(shop, "shop"), generated_sales(START, 1, 60_000, seed=3))
-    killed: list[int] = []
-    watcher = threading.Thread(target=_terminate_first_extract, args=(database, killed))
-    watcher.start()
-    try:
-        summary = run_oltp(shop, settings, str(tmp_path / "w.duckdb"))
-    finally:
-        watcher.join(timeout=120)
+    with fresh_schema(database, "shop") as shop:
+        init_shop(PostgresUrl.parse(shop, "shop"))
+        seed_shop(PostgresUrl.parse(shop, "shop"), generated_sales(START, 1, 60_000, seed=3))
+        killed: list[int] = []
+        watcher = threading.Thread(target=_terminate_first_extract, args=(database, killed))
+        watcher.start()
+        try:
+            summary = run_oltp(shop, settings, str(tmp_path / "w.duckdb"))
+        finally:
+            watcher.join(timeout=120)
+        held = DuckDBWarehouse(str(tmp_path / "w.duckdb"))
+        lines_match = [tuple(r) for r in held.fetch(WAREHOUSE_LINES)] == source_lines(shop)
 
     assert killed, "the extract's connection was never seen, so never terminated"
     assert [o.status for o in summary.outcomes] == [BatchStatus.LOADED]
     extracts = [run for run in read_task_runs(summary.flow_run_id) if "extract-day" in run.name]
     assert [stage_name(run) for run in extracts] == ["extract-day"]
     assert extracts[0].run_count == 2  # failed once on the dropped connection, then succeeded
-    assert_warehouse_equals_source(DuckDBWarehouse(str(tmp_path / "w.duckdb")), shop)
+    assert lines_match
 
 
 def _terminate_first_extract(database: str, killed: list[int]) -> None:
@@ -240,16 +237,12 @@ def _terminate_first_extract(database: str, killed: list[int]) -> None:
 def test_loads_into_a_postgres_warehouse_the_same_rows(
     shop: str, database: str, settings: Settings
 ) -> None:
-    schema = f"wh_{uuid.uuid4().hex[:10]}"
-    warehouse = PostgresWarehouse(f"{database}?schema={schema}")
-    try:
+    with fresh_schema(database, "wh") as url:
+        warehouse = PostgresWarehouse(url)
         summary = run_oltp(shop, settings, warehouse.location)
         assert summary.count(BatchStatus.LOADED) == 3
         assert_warehouse_equals_source(open_warehouse(warehouse.location), shop)
         assert warehouse.read_watermark(PostgresSource(shop).location) is not None
-    finally:
-        with psycopg.connect(database, autocommit=True) as con:
-            con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_a_schema_without_shop_tables_fails_with_one_line_naming_the_fix(
@@ -287,12 +280,11 @@ def test_init_seed_from_a_file_and_load_through_the_commands(
 ) -> None:
     from salesflow.sources.generator import generate_sales
 
-    schema = f"shop_{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("SALESFLOW_OLTP_URL", f"{database}?schema={schema}")
     monkeypatch.setenv("SALESFLOW_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SALESFLOW_RETRY_DELAY_SECONDS", "0")
     day_file = generate_sales(tmp_path / "landing", START, 1, 25, seed=4)[0]
-    try:
+    with fresh_schema(database, "shop") as shop:
+        monkeypatch.setenv("SALESFLOW_OLTP_URL", shop)
         assert invoke("oltp", "init")[0] == 0
         assert invoke("oltp", "init")[0] == 0  # safe to run again
         code, out, err = invoke("oltp", "seed", "--from", str(day_file))
@@ -303,14 +295,10 @@ def test_init_seed_from_a_file_and_load_through_the_commands(
         assert "1 loaded, 0 unchanged, 0 failed; rows in 25, loaded 25" in " ".join(out.split())
         code, out, _ = invoke("oltp", "load", "--warehouse", str(tmp_path / "w.duckdb"))
         assert code == 0 and "0 loaded, 1 unchanged" in " ".join(out.split())
-        shop = f"{database}?schema={schema}"
         assert_warehouse_equals_source(DuckDBWarehouse(str(tmp_path / "w.duckdb")), shop)
         # The file's rows, as the shop now holds them, are the file's rows.
         file_rows = day_file.read_text().splitlines()[1:]
         assert len(source_lines(shop)) == len(file_rows) == 25
-    finally:
-        with psycopg.connect(database, autocommit=True) as con:
-            con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_the_commands_give_one_line_errors_for_bad_input(

@@ -4,29 +4,23 @@ files loaded into both warehouses give the same page."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from salesflow.report import CHARTS, write_report
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
-from tests.prefect_server import fresh_postgres_database
+from tests.prefect_server import fresh_postgres_database, fresh_schema
 from tests.report.conftest import load_files
 
 
 @pytest.fixture
 def postgres_warehouse() -> Iterator[PostgresWarehouse]:
-    schema = f"r_{uuid.uuid4().hex[:12]}"
-    with fresh_postgres_database() as url:
-        yield PostgresWarehouse(f"{url}{'&' if '?' in url else '?'}schema={schema}")
-        with psycopg.connect(url, autocommit=True) as con:
-            con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_postgres_database() as database, fresh_schema(database, "r") as url:
+        yield PostgresWarehouse(url)
 
 
 def comparable(page: str) -> str:

@@ -35,7 +35,7 @@ from salesflow.validate import ValidationRules
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse, open_warehouse
 from salesflow.warehouse.base import LoadPolicy
 from tests.conftest import CANONICAL_HEADER, write_csv
-from tests.prefect_server import fresh_postgres_database
+from tests.prefect_server import fresh_postgres_database, fresh_schema, with_schema
 
 TABLES = ("sales", "sales_rejected", "daily_sales")
 
@@ -50,10 +50,6 @@ def checksums(warehouse: PostgresWarehouse | DuckDBWarehouse) -> dict[str, str]:
     return {table: warehouse.table_checksum(table) for table in (*TABLES, "batches")}
 
 
-def with_schema(database_url: str, schema: str) -> str:
-    return f"{database_url}{'&' if '?' in database_url else '?'}schema={schema}"
-
-
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A fresh database for this module on the local PostgreSQL, dropped afterwards."""
@@ -64,10 +60,8 @@ def database() -> Iterator[str]:
 @pytest.fixture
 def warehouse(database: str) -> Iterator[PostgresWarehouse]:
     """A warehouse in its own schema, dropped after the test."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield PostgresWarehouse(with_schema(database, schema))
-    with psycopg.connect(database, autocommit=True) as con:
-        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema(database) as url:
+        yield PostgresWarehouse(url)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -32,6 +31,7 @@ from pydantic_settings import (
 
 from salesflow.contract import check_timestamp_format, check_timezone
 from salesflow.errors import UsageError
+from salesflow.pg_url import secret_parameters
 from salesflow.profiles import SourceProfile
 
 CONFIG_FILE_ENV = "SALESFLOW_CONFIG"
@@ -246,7 +246,7 @@ class Settings(BaseSettings):
     def _no_password_in_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         """Database URLs are part of every flow run's parameters, which Prefect stores and
         shows: a password must come from elsewhere."""
-        if value and "://" in value and urlsplit(value).password is not None:
+        if value and "://" in value and secret_parameters(value):
             what = "warehouse URL" if info.field_name == "warehouse" else "oltp_url"
             raise ValueError(
                 f"keep the password out of the {what} (Prefect stores it with every run): "

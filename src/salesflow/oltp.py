@@ -2,8 +2,8 @@
 seeder that fills it from the generator or from a sales file.
 
 Every table carries `updated_at`, kept by triggers as a shop application would, so the postgres
-source can extract incrementally: an insert or update sets it, and deleting an order line touches
-its order.
+source can extract incrementally: an insert or update sets it, deleting an order line touches its
+order, and deleting an order leaves a tombstone in `deleted_orders`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from salesflow.errors import SourceUnavailableError, UsageError
-from salesflow.pg_url import PostgresUrl, first_line
+from salesflow.pg_url import PostgresUrl, connect_failure, first_line
 from salesflow.sources.generator import generate_day
 
 DEFAULT_SCHEMA = "shop"
@@ -54,7 +54,14 @@ CREATE TABLE IF NOT EXISTS {s}.order_items (
     updated_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (order_id, line_no)
 );
+-- Deleted orders leave no updated_at behind: a tombstone each, so loads see them go.
+CREATE TABLE IF NOT EXISTS {s}.deleted_orders (
+    order_id     text NOT NULL,
+    ordered_at   timestamp NOT NULL,
+    deleted_at   timestamptz NOT NULL DEFAULT now()
+);
 CREATE INDEX IF NOT EXISTS customers_updated_at ON {s}.customers (updated_at);
+CREATE INDEX IF NOT EXISTS deleted_orders_deleted_at ON {s}.deleted_orders (deleted_at);
 CREATE INDEX IF NOT EXISTS products_updated_at ON {s}.products (updated_at);
 CREATE INDEX IF NOT EXISTS orders_updated_at ON {s}.orders (updated_at);
 CREATE INDEX IF NOT EXISTS orders_ordered_at ON {s}.orders (ordered_at);
@@ -71,6 +78,13 @@ BEGIN
     UPDATE {s}.orders SET updated_at = now() WHERE order_id = OLD.order_id;
     RETURN OLD;
 END $$;
+CREATE OR REPLACE FUNCTION {s}.remember_deleted_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {s}.deleted_orders (order_id, ordered_at) VALUES (OLD.order_id, OLD.ordered_at);
+    RETURN OLD;
+END $$;
+CREATE OR REPLACE TRIGGER orders_remember_deleted AFTER DELETE ON {s}.orders
+    FOR EACH ROW EXECUTE FUNCTION {s}.remember_deleted_order();
 CREATE OR REPLACE TRIGGER customers_touch BEFORE UPDATE ON {s}.customers
     FOR EACH ROW EXECUTE FUNCTION {s}.touch_updated_at();
 CREATE OR REPLACE TRIGGER products_touch BEFORE UPDATE ON {s}.products
@@ -92,13 +106,7 @@ def shop_connection(url: PostgresUrl, application_name: str) -> Iterator[psycopg
     try:
         connection = url.connect(application_name)
     except psycopg.OperationalError as error:
-        problem = first_line(error)
-        settings_problems = ("does not exist", "authentication", "password", "pg_hba", "invalid")
-        if any(words in problem for words in settings_problems):
-            raise UsageError(f"{url.location}: cannot connect to PostgreSQL ({problem})") from None
-        raise SourceUnavailableError(
-            f"{url.location}: PostgreSQL unreachable ({problem})"
-        ) from None
+        raise connect_failure(url.location, error, SourceUnavailableError) from None
     with connection:
         yield connection
 

@@ -35,6 +35,33 @@ def first_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+# Words of a connection failure that settings cause (a wrong database, role or password): the
+# user's to fix. Any other failure (refused, reset, timed out) may pass, so it is retried.
+_SETTINGS_PROBLEMS = ("does not exist", "authentication", "password", "pg_hba", "invalid")
+
+
+def connect_failure(
+    location: str, error: psycopg.OperationalError, transient: type[Exception]
+) -> Exception:
+    """The salesflow error for a failed connection: UsageError for wrong settings, else
+    `transient` (which the tasks retry)."""
+    problem = first_line(error)
+    if any(words in problem for words in _SETTINGS_PROBLEMS):
+        return UsageError(f"{location}: cannot connect to PostgreSQL ({problem})")
+    return transient(f"{location}: PostgreSQL unreachable ({problem})")
+
+
+def secret_parameters(url: str) -> list[str]:
+    """The names of the secrets a URL carries (a `user:password@` part, `password=` or
+    `sslpassword=` parameters): none may reach settings that Prefect stores."""
+    parts = urlsplit(url)
+    found = ["password"] if parts.password is not None else []
+    found += [
+        k for k, _ in parse_qsl(parts.query, keep_blank_values=True) if k in SECRET_PARAMETERS
+    ]
+    return found
+
+
 @dataclass(frozen=True)
 class PostgresUrl:
     """A parsed URL: `location` is safe to log, `conninfo` and `secrets` are what connects."""

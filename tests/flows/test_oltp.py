@@ -127,12 +127,27 @@ def test_initial_load_then_updates_inserts_deletes_and_moves_keep_the_warehouse_
             "SELECT %s, 1, min(sku), 3, 19.99 FROM {s}.products",
             [order_id],
         )
-    assert len(source_lines(shop)) == 121  # 120 - 1 deleted + 2 new
+    # Deleted whole: one order of day 2, and every order of day 1 but the first.
+    execute(shop, "DELETE FROM {s}.orders WHERE order_id = 'O20240502-000007'")
+    execute(
+        shop,
+        "DELETE FROM {s}.orders WHERE ordered_at < '2024-05-02' "
+        "AND order_id <> (SELECT min(order_id) FROM {s}.orders)",
+    )
+    assert source_lines(shop)  # day 1 keeps its first order
 
     second = run_oltp(shop, settings, warehouse)
 
     assert [o.status for o in second.outcomes] == [BatchStatus.LOADED] * 4
     assert_warehouse_equals_source(store, shop)
+
+    # Day 3 loses every order: its batch is replaced by an empty one, by tombstones alone.
+    execute(shop, "DELETE FROM {s}.orders WHERE ordered_at::date = '2024-05-03'")
+    third = run_oltp(shop, settings, warehouse)
+
+    assert statuses(third)[day_batch(shop, date(2024, 5, 3))] == "loaded"
+    assert_warehouse_equals_source(store, shop)
+    assert store.fetch("SELECT count(*) FROM sales WHERE order_date = DATE '2024-05-03'") == [(0,)]
     assert store.fetch("SELECT count(DISTINCT batch_id) FROM batches") == [(4,)]
     assert store.fetch(
         "SELECT sum(amount_loaded) FROM batches WHERE status IN ('loaded', 'skipped')"
@@ -320,3 +335,28 @@ def test_the_commands_give_one_line_errors_for_bad_input(
     bad.write_text("order_id,order_ts\nO1,2024-05-01T10:00:00\n")
     code, _, err = invoke("oltp", "seed", "--dsn", f"{database}?schema=s", "--from", str(bad))
     assert code == 2 and "missing column 'customer_id'" in err
+
+
+def test_two_shops_with_the_same_schema_name_never_share_batches() -> None:
+    one = PostgresSource("postgresql://app@db-one/shop?schema=shop")
+    other = PostgresSource("postgresql://app@db-two/shop?schema=shop")
+    longer = PostgresSource("postgresql://app@db-one/shop?schema=shop_eu")
+
+    day = date(2024, 5, 1)
+    assert one.batch_name(day) != other.batch_name(day)
+    assert not longer.batch_name(day).startswith(one.batch_prefix)
+    assert one.day_of(one.batch_name(day)) == day
+
+
+def test_a_password_in_the_url_is_refused_in_any_form(tmp_path: Path) -> None:
+    from salesflow.config import load_settings
+
+    for url in (
+        "postgresql://me:hunter2@127.0.0.1/test",
+        "postgresql://me@127.0.0.1/test?password=hunter2",
+        "postgresql://me@127.0.0.1/test?sslpassword=hunter2&schema=shop",
+    ):
+        for field in ("oltp_url", "warehouse"):
+            with pytest.raises(UsageError, match="keep the password out") as caught:
+                load_settings(**{field: url})
+            assert "hunter2" not in str(caught.value)

@@ -23,7 +23,12 @@ from salesflow.errors import SalesflowError
 from salesflow.flows.etl import RunSummary, as_exception, etl_flow, retry_options
 from salesflow.flows.hooks import run_hooks
 from salesflow.flows.runners import task_runner_for
-from salesflow.flows.tasks import RETRY_OPTIONS, STAGE_OPTIONS, prepare_warehouse
+from salesflow.flows.tasks import (
+    RETRY_OPTIONS,
+    STAGE_OPTIONS,
+    prepare_warehouse,
+    record_failure,
+)
 from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.pg_url import first_line
 from salesflow.sources.postgres import PostgresSource
@@ -51,6 +56,11 @@ def discover_changes(
     since = watermark - lag if watermark is not None else None
     changes = source.discover(since)
     days = set(changes.days)
+    if since is None:  # also the days loaded before whose orders have all gone since
+        loaded = warehouse.fetch(
+            "SELECT batch_id FROM batches WHERE starts_with(batch_id, ?)", [source.batch_prefix]
+        )
+        days.update(source.day_of(str(row[0])) for row in loaded)
     if changes.changed_orders:
         moved_from = warehouse.fetch(
             "SELECT DISTINCT order_date FROM sales "
@@ -97,8 +107,21 @@ def oltp_flow(
     by their content); `force` reloads even unchanged days.
     """
     settings = settings or load_settings()
-    location = open_warehouse(warehouse or settings.warehouse_location).location
     source_of = PostgresSource(source)
+    with source_of.one_load_at_a_time():
+        return _load_changes(source_of, warehouse, full_refresh, force, accept_rejects, settings)
+
+
+def _load_changes(
+    source_of: PostgresSource,
+    warehouse: str | None,
+    full_refresh: bool,
+    force: bool,
+    accept_rejects: bool,
+    settings: Settings,
+) -> RunSummary:
+    """Discover, extract and load, holding the source's lock (see oltp_flow)."""
+    location = open_warehouse(warehouse or settings.warehouse_location).location
     source_location = source_of.location
     retry = retry_options(settings)
     location = prepare_warehouse.with_options(**retry)(
@@ -107,7 +130,8 @@ def oltp_flow(
     lag = timedelta(minutes=settings.oltp_lag_minutes)
     plan = discover_changes.with_options(**retry)(source_location, location, lag, full_refresh)
     run_id = str(flow_run.id) if flow_run.id else uuid4().hex
-    folder = (settings.staging_path / "postgres" / run_id).resolve()
+    # A run folder of its own under staging, like the etl flow's, so expiry treats it alike.
+    folder = (settings.staging_path / f"{run_id}-postgres").resolve()
     extract = extract_day.with_options(**retry)
     started = datetime.now(UTC)
     futures: list[tuple[date, PrefectFuture[Path]]] = [
@@ -131,8 +155,8 @@ def oltp_flow(
             finished_at=datetime.now(UTC),
             flow_run_id=run_id,
         )
-        open_warehouse(location).record_outcome(failure)
-        failures.append(failure)
+        record = record_failure.with_options(**retry)
+        failures.append(record(failure, location, settings.warehouse_concurrency_limit))
     loaded = RunSummary(warehouse=location, flow_run_id=run_id, outcomes=[])
     try:
         if files:

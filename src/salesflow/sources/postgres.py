@@ -13,6 +13,7 @@ Memory stays bounded: COPY hands over the rows in chunks that go straight to the
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,20 +32,35 @@ from salesflow.pg_url import PostgresUrl, first_line
 # How the source's connections show in pg_stat_activity.
 DISCOVER_APPLICATION = "salesflow-discover"
 EXTRACT_APPLICATION = "salesflow-extract"
+LOCK_APPLICATION = "salesflow-oltp-lock"
 
-# Order ids whose lines, order or product changed after a time.
+# Orders (id and order day) whose lines, order or product changed after a time, and orders
+# deleted since then (from their tombstones).
 _CHANGED_ORDERS = """
-SELECT order_id FROM {s}.orders WHERE updated_at > %(since)s
-UNION SELECT order_id FROM {s}.order_items WHERE updated_at > %(since)s
-UNION SELECT i.order_id FROM {s}.order_items i JOIN {s}.products p ON p.sku = i.sku
-      WHERE p.updated_at > %(since)s
+WITH changed AS (
+    SELECT order_id FROM {s}.orders WHERE updated_at > %(since)s
+    UNION SELECT order_id FROM {s}.order_items WHERE updated_at > %(since)s
+    UNION SELECT i.order_id FROM {s}.order_items i JOIN {s}.products p ON p.sku = i.sku
+          WHERE p.updated_at > %(since)s
+)
+SELECT o.order_id, o.ordered_at::date FROM {s}.orders o JOIN changed USING (order_id)
+UNION SELECT order_id, ordered_at::date FROM {s}.deleted_orders WHERE deleted_at > %(since)s
+ORDER BY 1, 2
 """
 
 _HIGH_WATER = """
 SELECT greatest(
     (SELECT max(updated_at) FROM {s}.orders),
     (SELECT max(updated_at) FROM {s}.order_items),
-    (SELECT max(updated_at) FROM {s}.products))
+    (SELECT max(updated_at) FROM {s}.products),
+    (SELECT max(deleted_at) FROM {s}.deleted_orders))
+"""
+
+# Every order day the source has held: those with orders, and those whose orders were deleted.
+_ALL_DAYS = """
+SELECT ordered_at::date FROM {s}.orders
+UNION SELECT ordered_at::date FROM {s}.deleted_orders
+ORDER BY 1
 """
 
 # One day's order lines in the canonical columns, in a stable order: the same rows give the
@@ -86,12 +102,36 @@ class PostgresSource:
 
     @property
     def batch_prefix(self) -> str:
-        """What the names of this source's batches start with."""
-        return f"pg_{self.url.schema}_"
+        """What the names of this source's batches start with: the schema, for people, and a
+        digest of the whole location, so two shops with the same schema name never share
+        batches (nor does one schema's prefix start another's)."""
+        digest = hashlib.sha256(self.location.encode()).hexdigest()[:8]
+        return f"pg_{self.url.schema}_{digest}_"
+
+    @contextmanager
+    def one_load_at_a_time(self) -> Iterator[None]:
+        """Hold this source's advisory lock (in the shop database) while a load runs: two loads
+        of one source at once could commit an older extract of a day after a newer one."""
+        key = int.from_bytes(
+            hashlib.sha256(b"salesflow-oltp:" + self.location.encode()).digest()[:8],
+            "big",
+            signed=True,
+        )
+        with self._session(LOCK_APPLICATION) as con:
+            con.autocommit = True
+            con.execute("SELECT pg_advisory_lock(%s)", [key])
+            try:
+                yield
+            finally:
+                con.execute("SELECT pg_advisory_unlock(%s)", [key])
 
     def batch_name(self, day: date) -> str:
         """The batch (and extracted file) name of one day of this source."""
         return f"{self.batch_prefix}{day.isoformat()}.csv"
+
+    def day_of(self, batch_name: str) -> date:
+        """The day of one of this source's batch names (see batch_name)."""
+        return date.fromisoformat(batch_name.removeprefix(self.batch_prefix).removesuffix(".csv"))
 
     def discover(self, since: datetime | None) -> Changes:
         """Days holding an order changed after `since` (every day when None), in one snapshot
@@ -102,19 +142,11 @@ class PostgresSource:
             with con.transaction():
                 high_water = con.execute(self._sql(_HIGH_WATER)).fetchone()
                 if since is None:
-                    days_sql = "SELECT DISTINCT ordered_at::date FROM {s}.orders ORDER BY 1"
-                    rows = con.execute(self._sql(days_sql)).fetchall()
+                    rows = con.execute(self._sql(_ALL_DAYS)).fetchall()
                     return Changes([row[0] for row in rows], _first(high_water), [])
-                changed = con.execute(
-                    self._sql(
-                        "WITH changed AS (" + _CHANGED_ORDERS + ") "
-                        "SELECT o.order_id, o.ordered_at::date FROM {s}.orders o "
-                        "JOIN changed USING (order_id) ORDER BY 1"
-                    ),
-                    {"since": since},
-                ).fetchall()
+                changed = con.execute(self._sql(_CHANGED_ORDERS), {"since": since}).fetchall()
         days = sorted({row[1] for row in changed})
-        return Changes(days, _first(high_water), [row[0] for row in changed])
+        return Changes(days, _first(high_water), sorted({row[0] for row in changed}))
 
     def extract_day(self, day: date, target: Path) -> Path:
         """Write one day's order lines to `target` as CSV in the canonical columns.

@@ -31,7 +31,7 @@ from salesflow.errors import (
     WarehouseUnavailableError,
 )
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
-from salesflow.pg_url import PostgresUrl, first_line, is_postgres_url
+from salesflow.pg_url import PostgresUrl, connect_failure, first_line, is_postgres_url
 from salesflow.sources.files import SOURCE_ROW
 from salesflow.warehouse.base import (
     DAILY_SALES_SELECT,
@@ -266,11 +266,7 @@ class PostgresWarehouse(SqlQueries):
 
     def _connect_failure(self, error: psycopg.OperationalError) -> Exception:
         """Wrong settings are the user's to fix; anything else may pass, so it is retried."""
-        problem = first_line(error)
-        settings_problems = ("does not exist", "authentication", "password", "pg_hba", "invalid")
-        if any(words in problem for words in settings_problems):
-            return UsageError(f"{self.location}: cannot connect to PostgreSQL ({problem})")
-        return WarehouseUnavailableError(f"{self.location}: PostgreSQL unreachable ({problem})")
+        return connect_failure(self.location, error, WarehouseUnavailableError)
 
     @contextmanager
     def _database_errors(

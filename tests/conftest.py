@@ -111,10 +111,12 @@ CHROMIUM_ARGS = [
 TEST_ARTIFACTS = REPO / "test-artifacts"  # screenshots for a person to look at (git-ignored)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium (installed by `make test`) driven by Playwright; Playwright's own
-    browser download is never used."""
+    browser download is never used. Per module, not per session: Playwright's sync API runs an
+    event loop in this thread while it is open, and Prefect's sync calls (`State.result()`)
+    then hand back coroutines to the tests that follow."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` (or `make chromium`) installs it")
     from playwright.sync_api import sync_playwright

@@ -335,6 +335,17 @@ def _ticket_figure(warehouse: Warehouse, scope: Scope) -> Any:
     )
 
 
+def _right_axis(title: str) -> dict[str, Any]:
+    """A second y axis on the right, from zero, for a line over bars."""
+    return {
+        "title": title,
+        "overlaying": "y",
+        "side": "right",
+        "showgrid": False,
+        "rangemode": "tozero",
+    }
+
+
 def _weekday_figure(warehouse: Warehouse, scope: Scope) -> Any:
     import plotly.graph_objects as go
 
@@ -360,13 +371,7 @@ def _weekday_figure(warehouse: Warehouse, scope: Scope) -> Any:
             ),
         ],
         yaxis_title="money",
-        yaxis2={
-            "title": "orders",
-            "overlaying": "y",
-            "side": "right",
-            "showgrid": False,
-            "rangemode": "tozero",
-        },
+        yaxis2=_right_axis("orders"),
         xaxis={"categoryorder": "array", "categoryarray": WEEKDAYS},
     )
 
@@ -401,13 +406,7 @@ def _quality_figure(warehouse: Warehouse, scope: Scope) -> Any:
         ],
         barmode="stack",
         yaxis_title="rows",
-        yaxis2={
-            "title": "reject share %",
-            "overlaying": "y",
-            "side": "right",
-            "showgrid": False,
-            "rangemode": "tozero",
-        },
+        yaxis2=_right_axis("reject share %"),
     )
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from salesflow.config import Settings, load_settings
 from salesflow.errors import SalesflowError
+from salesflow.flows.concurrency import warehouse_slot
 from salesflow.flows.etl import RunSummary, as_exception, etl_flow, retry_options
 from salesflow.flows.hooks import run_hooks
 from salesflow.flows.runners import task_runner_for
@@ -174,10 +175,13 @@ def _load_changes(
     )
     if summary.failed:
         get_run_logger().warning(
-            "watermark kept at %s: %d day(s) failed", plan.since, len(summary.failed)
+            "watermark not advanced: %d day(s) failed; the next load looks from %s again",
+            len(summary.failed),
+            plan.since.isoformat() if plan.since else "the start",
         )
     elif plan.high_water is not None:
-        open_warehouse(location).save_watermark(source_location, plan.high_water)
+        with warehouse_slot(settings.warehouse_concurrency_limit):
+            open_warehouse(location).save_watermark(source_location, plan.high_water)
     return summary
 
 

@@ -280,6 +280,19 @@ class DuckDBWarehouse(SqlQueries):
         with self._writer():
             pass
 
+    @contextmanager
+    def _write_transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The writer's connection inside one transaction: committed when the block ends,
+        rolled back if anything in it fails (an interrupt included)."""
+        with self._writer() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def load_batch(
         self,
         manifest: BatchManifest,
@@ -403,32 +416,25 @@ class DuckDBWarehouse(SqlQueries):
         transaction. Does nothing (returns False) if another load has replaced it since."""
         batch_id = replaced.batch_id
         undo = {table: _sql_string(str(undo_dir / f"{table}.parquet")) for table in UNDO_TABLES}
-        with self._writer() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                ours = _scalar(
-                    con,
-                    "SELECT count(*) FROM batches WHERE batch_id = ? AND status = 'loaded' "
-                    "AND sha256 IS NOT DISTINCT FROM ? AND finished_at = ? "
-                    "AND flow_run_id IS NOT DISTINCT FROM ?",
-                    [batch_id, replaced.sha256, replaced.finished_at, replaced.flow_run_id],
-                )
-                if not ours:
-                    con.execute("ROLLBACK")
-                    return False
-                dates = con.execute(
-                    "SELECT DISTINCT order_date FROM sales WHERE batch_id = ? UNION "
-                    f"SELECT DISTINCT order_date FROM read_parquet({undo['sales']})",
-                    [batch_id],
-                ).fetchall()
-                for table in UNDO_TABLES:
-                    con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch_id])
-                    con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet({undo[table]})")
-                self._refresh_daily_sales(con, [row[0] for row in dates])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._write_transaction() as con:
+            ours = _scalar(
+                con,
+                "SELECT count(*) FROM batches WHERE batch_id = ? AND status = 'loaded' "
+                "AND sha256 IS NOT DISTINCT FROM ? AND finished_at = ? "
+                "AND flow_run_id IS NOT DISTINCT FROM ?",
+                [batch_id, replaced.sha256, replaced.finished_at, replaced.flow_run_id],
+            )
+            if not ours:
+                return False  # nothing written: the transaction commits empty
+            dates = con.execute(
+                "SELECT DISTINCT order_date FROM sales WHERE batch_id = ? UNION "
+                f"SELECT DISTINCT order_date FROM read_parquet({undo['sales']})",
+                [batch_id],
+            ).fetchall()
+            for table in UNDO_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch_id])
+                con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet({undo[table]})")
+            self._refresh_daily_sales(con, [row[0] for row in dates])
         return True
 
     @staticmethod
@@ -527,14 +533,8 @@ class DuckDBWarehouse(SqlQueries):
 
     def record_outcome(self, outcome: BatchOutcome) -> None:
         """A failed or skipped attempt updates status and times; loaded rows and counts stay."""
-        with self._writer() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._record_attempt(con, outcome)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._write_transaction() as con:
+            self._record_attempt(con, outcome)
 
     def _record_attempt(self, con: duckdb.DuckDBPyConnection, outcome: BatchOutcome) -> None:
         """Status, error, times and run of the latest attempt; loaded rows and counts stay."""
@@ -553,18 +553,11 @@ class DuckDBWarehouse(SqlQueries):
         message: str | None,
     ) -> None:
         """Write (or rewrite) a flow run's record, its counts taken from its batches."""
-        with self._writer() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute("DELETE FROM runs WHERE flow_run_id = ?", [flow_run_id])
-                con.execute(
-                    RECORD_RUN_SQL,
-                    [flow_run_id, flow_name, state, started_at, message, flow_run_id],
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._write_transaction() as con:
+            con.execute("DELETE FROM runs WHERE flow_run_id = ?", [flow_run_id])
+            con.execute(
+                RECORD_RUN_SQL, [flow_run_id, flow_name, state, started_at, message, flow_run_id]
+            )
 
     def save_watermark(self, source: str, watermark: datetime) -> None:
         """Record that every change of `source` up to `watermark` is loaded."""
@@ -573,16 +566,10 @@ class DuckDBWarehouse(SqlQueries):
 
     def replace_anomalies(self, dates: Sequence[date], anomalies: Sequence[Anomaly]) -> None:
         """The checked days' anomalies, replaced in one transaction."""
-        with self._writer() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(DELETE_ANOMALIES_SQL, [sorted(set(dates))])
-                if anomalies:
-                    con.executemany(INSERT_ANOMALY_SQL, [anomaly_params(a) for a in anomalies])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._write_transaction() as con:
+            con.execute(DELETE_ANOMALIES_SQL, [sorted(set(dates))])
+            if anomalies:
+                con.executemany(INSERT_ANOMALY_SQL, [anomaly_params(a) for a in anomalies])
 
     def loaded_duplicates(self, manifest: BatchManifest) -> list[int]:
         """Dry run of the load's cross-batch duplicate check: the source rows it would move."""

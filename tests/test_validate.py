@@ -26,7 +26,11 @@ from salesflow.validate import (
     REJECTED_COLUMNS,
     VALID_COLUMNS,
     ValidationRules,
+    blank_to_null,
     count_reasons,
+    normalised_columns,
+    parse_order_ts,
+    parse_timestamp,
     validate_batch,
 )
 
@@ -1014,3 +1018,49 @@ def test_every_row_ends_in_exactly_one_output(rows: list[tuple[str | None, ...]]
         assert reasons
         assert reasons == sorted(set(reasons), key=CONTRACT_ORDER.index)
         assert str(Reason.DUPLICATE_IN_WAREHOUSE) not in reasons
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(TEXT_VALUES, TEXT_VALUES, TEXT_VALUES), min_size=1, max_size=8))
+def test_columns_left_untrimmed_are_exactly_those_trimming_would_not_change(
+    rows: list[tuple[str | None, ...]],
+) -> None:
+    names = ["a", "b", "c"]
+    raw = pl.DataFrame(rows, schema=dict.fromkeys(names, pl.String), orient="row")
+    fast = raw.select(expr.alias(name) for name, expr in normalised_columns(raw, names).items())
+    everywhere = raw.select(blank_to_null(pl.col(name)).alias(name) for name in names)
+    assert_frame_equal(fast, everywhere)
+
+
+TIMESTAMP_TEXTS = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            "2024-01-05T10:20:30",
+            "2024-01-05T10:20:30.5",
+            "2024-01-05 10:20:30",
+            "2024-01-05T10:20",
+            "2024-01-05",
+            "2024-01-05T10:20:30Z",
+            "2024-01-05T10:20:30+02:00",
+            "2024-01-05 10:20-0530",
+            "2024-02-30T00:00:00",
+            "2024-01-05T25:00:00",
+            "05/01/2024",
+            "",
+        ]
+    ),
+    st.text(alphabet="0123456789-T:. Z+", max_size=22),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TIMESTAMP_TEXTS, max_size=12), st.sampled_from(["UTC", "Europe/Madrid"]))
+def test_fast_timestamp_parse_gives_what_parse_timestamp_gives_every_row(
+    texts: list[str | None], timezone: str
+) -> None:
+    column = pl.Series("order_ts", texts, dtype=pl.String)
+    reference = column.to_frame().select(parse_timestamp(pl.col("order_ts"), timezone))
+    fast = parse_order_ts(column, ValidationRules(timezone=timezone))
+    assert fast.dtype == pl.Datetime("us")
+    assert fast.to_list() == reference.to_series().to_list()

@@ -43,7 +43,7 @@ from salesflow.warehouse.base import LoadPolicy, Warehouse
 
 # Declared version of the stage code: part of every cache key, so a change to how batches are
 # read, validated or transformed never reuses results of the old code. Bump it with such changes.
-CODE_VERSION = "2"
+CODE_VERSION = "3"
 
 
 def plan(

@@ -319,8 +319,10 @@ class DuckDBWarehouse(SqlQueries):
                 ).fetchall()
                 con.execute("DELETE FROM sales WHERE batch_id = ?", [batch_id])
                 con.execute("DELETE FROM sales_rejected WHERE batch_id = ?", [batch_id])
+                # A view, not a copy: the duplicate check and the insert each read the staged
+                # Parquet file directly (copying it first cost a fifth of the load).
                 con.execute(
-                    "CREATE OR REPLACE TEMP TABLE staged_sales AS SELECT * FROM "
+                    "CREATE OR REPLACE TEMP VIEW staged_sales AS SELECT * FROM "
                     f"read_parquet({_sql_string(str(manifest.sales_path))})"
                 )
                 moved, moved_amount = self._quarantine_warehouse_duplicates(
@@ -394,7 +396,7 @@ class DuckDBWarehouse(SqlQueries):
                 con.execute("ROLLBACK")
                 raise
             finally:
-                con.execute("DROP TABLE IF EXISTS staged_sales; DROP TABLE IF EXISTS repeated")
+                con.execute("DROP VIEW IF EXISTS staged_sales; DROP TABLE IF EXISTS repeated")
         return outcome
 
     @staticmethod

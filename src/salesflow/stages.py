@@ -48,16 +48,17 @@ CODE_VERSION = "3"
 
 def plan(
     source: Path,
-    warehouse: Warehouse | None = None,
+    loaded_sha256: str | None = None,
     force: bool = False,
     profile: str | None = None,
     profile_columns: Mapping[str, str] | None = None,
 ) -> BatchManifest:
-    """Fingerprint a landing file and decide from the warehouse whether it needs loading.
+    """Fingerprint a landing file and decide whether it needs loading: not when `loaded_sha256`,
+    what the warehouse holds for the batch (`Warehouse.loaded_sha256`), is this very content.
 
-    Never cached: the warehouse's `batches` table, not a cache, says what is loaded. Without a
-    warehouse (a dry run) nothing is skipped. A source profile's column map travels with the
-    manifest, so every stage's cache key knows how the file was read.
+    Never cached: the warehouse's `batches` table, not a cache, says what is loaded. With
+    nothing loaded (or a dry run) nothing is skipped. A source profile's column map travels
+    with the manifest, so every stage's cache key knows how the file was read.
     """
     manifest = BatchManifest(
         batch_id=source.name,
@@ -68,9 +69,7 @@ def plan(
         profile=profile,
         profile_columns=dict(profile_columns) if profile_columns is not None else None,
     )
-    unchanged = (
-        warehouse is not None and warehouse.loaded_sha256(manifest.batch_id) == manifest.sha256
-    )
+    unchanged = loaded_sha256 == manifest.sha256
     return manifest.model_copy(update={"skipped": unchanged and not force})
 
 
@@ -101,7 +100,8 @@ def extract(
     profile_columns: Mapping[str, str] | None = None,
 ) -> BatchManifest:
     """Plan and stage in one step (the dry run and tests use this)."""
-    return stage(plan(source, warehouse, force, profile, profile_columns), staging_root)
+    loaded = warehouse.loaded_sha256(source.name) if warehouse is not None else None
+    return stage(plan(source, loaded, force, profile, profile_columns), staging_root)
 
 
 def require_staged(manifest: BatchManifest, *paths: Path) -> None:

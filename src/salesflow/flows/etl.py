@@ -43,6 +43,7 @@ from salesflow.flows.tasks import (
     merge_batch,
     plan_batch,
     prepare_warehouse,
+    read_fingerprints,
     record_failure,
     split_batch,
     transform_batch,
@@ -291,6 +292,7 @@ def _run_batches(
         "timeout_seconds": limit,
     }
     plan = plan_batch.with_options(**retry, timeout_seconds=limit)
+    loaded = read_fingerprints.with_options(**retry, timeout_seconds=limit)(location)
     stages_of = {
         fresh: (
             extract_batch.with_options(**retry, **cached, refresh_cache=fresh),
@@ -335,7 +337,10 @@ def _run_batches(
             position, source = waiting.popleft()
             attempt[position] = 0
             step = _Step("plan", position, source, datetime.now(UTC), fresh=refresh_cache)
-            in_flight[submit_home(plan, source, location, force, profile, profile_columns)] = step
+            fingerprint = loaded.get(source.name)
+            in_flight[submit_home(plan, source, fingerprint, force, profile, profile_columns)] = (
+                step
+            )
 
     def commit_next() -> None:
         nonlocal next_commit

@@ -81,18 +81,28 @@ def prepare_warehouse(warehouse_location: str, concurrency_limit: str | None = N
     return warehouse_location
 
 
+@task(name="read-fingerprints", **STAGE_OPTIONS, **RETRY_OPTIONS)
+def read_fingerprints(warehouse_location: str) -> dict[str, str]:
+    """What the warehouse holds, batch id -> sha256, read once for all of a run's plans.
+
+    One read instead of one per batch: a plan that asked the warehouse itself would wait for
+    whichever load holds the file, and keep a worker idle meanwhile. A batch another run loads
+    after this read is still caught: the load finds it committed and records a skip.
+    """
+    return open_warehouse(warehouse_location).loaded_fingerprints()
+
+
 @task(name="plan", **STAGE_OPTIONS, **RETRY_OPTIONS)
 def plan_batch(
     source: Path,
-    warehouse_location: str,
+    loaded_sha256: str | None,
     force: bool,
     profile: str | None = None,
     profile_columns: dict[str, str] | None = None,
 ) -> BatchManifest:
-    """Fingerprint one landing file; skip it when the warehouse holds it unchanged."""
-    manifest = stages.plan(
-        source, open_warehouse(warehouse_location), force, profile, profile_columns
-    )
+    """Fingerprint one landing file; skip it when the warehouse holds it unchanged
+    (`loaded_sha256`, from read-fingerprints)."""
+    manifest = stages.plan(source, loaded_sha256, force, profile, profile_columns)
     if manifest.skipped:
         get_run_logger().info(
             "batch=%s stage=plan status=skipped sha256=%s",

@@ -128,6 +128,9 @@ class Warehouse(Protocol):
     def loaded_sha256(self, batch_id: str) -> str | None:
         """sha256 of the source whose rows are loaded for this batch, if any."""
 
+    def loaded_fingerprints(self) -> dict[str, str]:
+        """loaded_sha256 of every batch at once, by batch id: one read plans a whole run."""
+
     def load_batch(
         self,
         manifest: BatchManifest,
@@ -187,6 +190,13 @@ class Warehouse(Protocol):
         """A checksum of a table's content, in its natural key order."""
 
 
+# A batch's loaded content: recorded with its counts (rows_in), latest attempt loaded or skipped.
+_LOADED_FINGERPRINTS = (
+    "SELECT batch_id, sha256 FROM batches WHERE rows_in IS NOT NULL "
+    "AND status IN ('loaded', 'skipped')"
+)
+
+
 class SqlQueries:
     """Read queries both warehouses answer with the same SQL (through their own `fetch`, which
     takes `?` placeholders)."""
@@ -196,12 +206,12 @@ class SqlQueries:
 
     def loaded_sha256(self, batch_id: str) -> str | None:
         """sha256 of the source whose rows are loaded for this batch, if any."""
-        rows = self.fetch(
-            "SELECT sha256 FROM batches WHERE batch_id = ? AND rows_in IS NOT NULL "
-            "AND status IN ('loaded', 'skipped')",
-            [batch_id],
-        )
-        return rows[0][0] if rows else None
+        rows = self.fetch(f"{_LOADED_FINGERPRINTS} AND batch_id = ?", [batch_id])
+        return rows[0][1] if rows else None
+
+    def loaded_fingerprints(self) -> dict[str, str]:
+        """loaded_sha256 of every batch at once, by batch id: one read plans a whole run."""
+        return {batch_id: sha256 for batch_id, sha256 in self.fetch(_LOADED_FINGERPRINTS)}
 
     def read_watermark(self, source: str) -> datetime | None:
         """How far an incremental source has been loaded (its latest change time), if at all."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmarks.contenders import DESCRIPTIONS, FLOOR
 from benchmarks.measure import Measurement
+from benchmarks.overhead import Overhead, overhead_table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MIB = 1024 * 1024
@@ -105,6 +106,7 @@ def write_results(
     stage_seconds: dict[str, float] | None,
     flow_wall: float | None,
     started: datetime,
+    overheads: dict[str, Overhead] | None = None,
 ) -> tuple[Path, Path]:
     """benchmarks/results/<timestamp>.json (everything) and .md (the tables); return both."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -116,6 +118,7 @@ def write_results(
         "runs": {name: [asdict(run) for run in runs] for name, runs in measured.items()},
         "stage_seconds": stage_seconds,
         "flow_wall_seconds": flow_wall,
+        "prefect_overhead": {api: one.as_dict() for api, one in (overheads or {}).items()},
     }
     json_path = stem.with_suffix(".json")
     json_path.write_text(json.dumps(document, indent=2) + "\n")
@@ -130,6 +133,8 @@ def write_results(
     ]
     if stage_seconds is not None:
         sections += ["## Where salesflow's time goes", profile_table(stage_seconds, flow_wall)]
+    if overheads:
+        sections += ["## Prefect's cost per batch", overhead_table(overheads)]
     markdown_path = stem.with_suffix(".md")
     markdown_path.write_text("\n\n".join(sections) + "\n")
     return json_path, markdown_path

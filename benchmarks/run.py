@@ -23,10 +23,15 @@ import typer
 from benchmarks import contenders
 from benchmarks.data import BENCHMARKS_DIR, daily_files
 from benchmarks.measure import Measurement, measure
+from benchmarks.overhead import Overhead, measure_overhead, overhead_table
 from benchmarks.report import markdown_table, profile_table, summarise, write_results
 from salesflow.server import PrefectServer
 
 HUGE_ROWS = 100_000_000
+# 100M rows as 300 daily files keeps each file the size of the 10M run's (333k rows), so the
+# ratio of the two times measures how the run scales with the input, not with one file's size.
+HUGE_FILES = 300
+DEFAULT_FILES = 30
 WORK_ROOT = BENCHMARKS_DIR / ".work"
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -107,8 +112,17 @@ def _profile(sources: list[Path], work_dir: Path) -> dict[str, float] | None:
 @app.command()
 def main(
     rows: Annotated[int, typer.Option(help="Rows in total, over all files.", min=1)] = 1_000_000,
-    files: Annotated[int, typer.Option(help="Number of daily files.", min=1)] = 30,
-    huge: Annotated[bool, typer.Option("--huge", help=f"{HUGE_ROWS:,} rows.")] = False,
+    files: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Number of daily files (default {DEFAULT_FILES}; {HUGE_FILES} with --huge).",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    huge: Annotated[
+        bool, typer.Option("--huge", help=f"{HUGE_ROWS:,} rows (over {HUGE_FILES} files).")
+    ] = False,
     repeat: Annotated[
         int, typer.Option(help="Alternating repetitions; the median is reported.", min=1)
     ] = 1,
@@ -125,6 +139,13 @@ def main(
     profile: Annotated[
         bool, typer.Option("--profile/--no-profile", help="Time salesflow's stages in-process.")
     ] = True,
+    overhead: Annotated[
+        bool,
+        typer.Option(
+            "--overhead/--no-overhead",
+            help="Measure Prefect's cost per batch on tiny files (about a minute per API).",
+        ),
+    ] = True,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 42,
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the work folders (warehouses, logs).")
@@ -132,6 +153,7 @@ def main(
 ) -> None:
     """Benchmark `salesflow run` against a DuckDB SQL floor and a pandas baseline, side by side."""
     rows = HUGE_ROWS if huge else rows
+    files = files or (HUGE_FILES if huge else DEFAULT_FILES)
     started = datetime.now(UTC)
     sources = daily_files(rows, files, seed)
     rows = rows // files * files
@@ -140,6 +162,7 @@ def main(
     server = PrefectServer(run_root / "prefect-server") if prefect_server else None
     measured: dict[str, list[Measurement]] = {}
     stage_seconds: dict[str, float] | None = None
+    overheads: dict[str, Overhead] = {}
     try:
         if server is not None:
             typer.echo(f"starting a Prefect server on {server.api_url}")
@@ -154,6 +177,17 @@ def main(
                 pandas,
                 reverse=number % 2 == 1,
             )
+        if overhead:
+            apis = {"ephemeral API": None} | (
+                {"Prefect server": server.env} if server is not None else {}
+            )
+            for api, api_env in apis.items():
+                typer.echo(f"measuring Prefect's cost per batch ({api})")
+                measured_overhead = measure_overhead(
+                    run_root / "overhead" / api.replace(" ", "-"), api_env
+                )
+                if measured_overhead is not None:
+                    overheads[api] = measured_overhead
         if profile:
             typer.echo("profiling salesflow's stages in-process")
             stage_seconds = _profile(sources, run_root / "profile")
@@ -175,11 +209,13 @@ def main(
         "platform": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
     }
     json_path, markdown_path = write_results(
-        config, measured, summaries, stage_seconds, flow_wall, started
+        config, measured, summaries, stage_seconds, flow_wall, started, overheads
     )
     typer.echo("\n" + markdown_table(summaries))
     if stage_seconds is not None:
         typer.echo("\n" + profile_table(stage_seconds, flow_wall))
+    if overheads:
+        typer.echo("\n" + overhead_table(overheads))
     typer.echo(f"\nwrote {json_path} and {markdown_path}")
 
 

@@ -17,6 +17,8 @@ import pytest
 from salesflow import stages
 from salesflow.anomalies import (
     ALL_REGIONS,
+    KPI_QUERY_DAYS,
+    SALES_KPIS_SQL,
     AnomalyRules,
     check_days,
     detect,
@@ -110,6 +112,26 @@ def warehouse_copy(normal_warehouse: tuple[Path, Path], tmp_path: Path) -> DuckD
 
 def all_days() -> list[date]:
     return [START + timedelta(days=offset) for offset in range(NORMAL_DAYS)]
+
+
+def test_sales_kpis_read_a_week_at_a_time_add_up_to_one_query_over_the_range(
+    normal_warehouse: tuple[Path, Path],
+) -> None:
+    warehouse = DuckDBWarehouse(normal_warehouse[0])
+    first, last = START - timedelta(days=3), all_days()[-1]  # not a whole number of weeks
+    assert (last - first).days + 1 > 2 * KPI_QUERY_DAYS
+
+    series = kpi_series(warehouse, first, last)
+
+    whole = warehouse.fetch(SALES_KPIS_SQL, [first, last])
+    assert len(whole) == NORMAL_DAYS * 5
+    by_kpi = {
+        (row["order_date"], row["region"], row["kpi"]): row["value"]
+        for row in series.iter_rows(named=True)
+    }
+    for order_date, region, revenue, orders in whole:
+        assert by_kpi[(order_date, region, "net_revenue")] == pytest.approx(revenue)
+        assert by_kpi[(order_date, region, "orders")] == orders
 
 
 def test_60_normal_days_raise_no_anomaly_though_the_checks_ran(

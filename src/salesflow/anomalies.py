@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from pydantic import BaseModel
@@ -123,7 +123,7 @@ def kpi_series(warehouse: Warehouse, first: date, last: date) -> pl.DataFrame:
     history: nothing was loaded for them.
     """
     sales = pl.DataFrame(
-        warehouse.fetch(SALES_KPIS_SQL, [first, last]),
+        _sales_kpis(warehouse, first, last),
         schema={
             "order_date": pl.Date(),
             "region": pl.String(),
@@ -162,6 +162,23 @@ def kpi_series(warehouse: Warehouse, first: date, last: date) -> pl.DataFrame:
     )
     columns = [pl.col(name).cast(dtype) for name, dtype in SERIES_SCHEMA.items()]
     return pl.concat([per_region.select(columns), rejects.select(columns)])
+
+
+# Days of sales per KPI query. Counting distinct orders holds every order id of the range in
+# memory: over a whole backfill of 100M rows that peaked at 6 GB, a week at a time stays flat.
+KPI_QUERY_DAYS = 7
+
+
+def _sales_kpis(warehouse: Warehouse, first: date, last: date) -> list[tuple[Any, ...]]:
+    """SALES_KPIS_SQL over [first, last], a week of days per query (rows are per day, so the
+    parts add up to the whole)."""
+    rows: list[tuple[Any, ...]] = []
+    start = first
+    while start <= last:
+        end = min(last, start + timedelta(days=KPI_QUERY_DAYS - 1))
+        rows += warehouse.fetch(SALES_KPIS_SQL, [start, end])
+        start = end + timedelta(days=1)
+    return rows
 
 
 def detect(series: pl.DataFrame, dates: Sequence[date], rules: AnomalyRules) -> pl.DataFrame:

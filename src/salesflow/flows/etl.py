@@ -337,10 +337,8 @@ def _run_batches(
             position, source = waiting.popleft()
             attempt[position] = 0
             step = _Step("plan", position, source, datetime.now(UTC), fresh=refresh_cache)
-            fingerprint = loaded.get(source.name)
-            in_flight[submit_home(plan, source, fingerprint, force, profile, profile_columns)] = (
-                step
-            )
+            known = loaded.get(source.name)
+            in_flight[submit_home(plan, source, known, force, profile, profile_columns)] = step
 
     def commit_next() -> None:
         nonlocal next_commit

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
@@ -36,8 +36,7 @@ def test_byte_counting_matches_line_joining_on_quote_free_text(header: str, body
 @given(body=_texts, junk=st.binary(min_size=1, max_size=4).filter(lambda b: b'"' not in b))
 def test_byte_counting_matches_on_undecodable_bytes(body: str, junk: bytes) -> None:
     data = b"a,b\n" + junk + body.encode()
-    if b"\xef\xbb\xbf" in data:
-        return  # a byte-order mark takes the other path
+    assume(b"\xef\xbb\xbf" not in data)  # a byte-order mark takes the other path
     assert_frame_equal(
         _plain_record_shapes(data), _record_shapes(data.decode("utf-8", errors="replace"))
     )

@@ -60,6 +60,36 @@ class PrefectServerError(UserError):
     """A local Prefect server (`salesflow server up`, the test fixtures) did not start or died."""
 
 
+class RunWideError(UserError):
+    """A fault that no other batch can escape (the warehouse's disk is full, the warehouse or
+    Prefect's API cannot be reached, permission is denied on the warehouse): the run stops
+    scheduling batches, records what it can, and exits with code 3."""
+
+    exit_code = 3
+
+
+class DiskFullError(RunWideError):
+    """No space left where salesflow writes (the warehouse, staging, Prefect's home)."""
+
+
+class AccessDeniedError(RunWideError):
+    """Permission denied, or a read-only file system, where salesflow must write."""
+
+
+class WarehouseLockedError(RunWideError):
+    """The warehouse file is held by a program other than salesflow (a DuckDB shell, say)."""
+
+
+class DatabaseUnreachableError(RunWideError):
+    """A database server (the PostgreSQL warehouse or source) cannot be reached, or keeps
+    dropping the connection after the retries."""
+
+
+class PrefectApiError(RunWideError):
+    """Prefect's API cannot be reached or started, or its database belongs to another Prefect
+    version; the message says which and how to fix it."""
+
+
 class TransientError(SalesflowError):
     """A failure that may pass on its own (I/O, connection, a busy warehouse): safe to retry."""
 

@@ -22,6 +22,7 @@ from salesflow.contract import (
 )
 from salesflow.sources.csv_records import FIELD_COUNT
 from salesflow.sources.files import SOURCE_ROW, map_columns
+from salesflow.sources.typed_files import RECORD_TEXT
 from salesflow.validate import (
     REJECTED_COLUMNS,
     VALID_COLUMNS,
@@ -475,6 +476,46 @@ def test_header_width_counts_every_input_column_but_not_internal_ones() -> None:
 
     assert result.valid["source_row"].to_list() == [1]
     assert reasons_by_row(result.rejected) == {2: ["ragged_row"]}
+
+
+def with_record_text(batch: pl.DataFrame, texts: list[str | None]) -> pl.DataFrame:
+    """A staged JSON Lines batch: RECORD_TEXT holds the lines that were no JSON object."""
+    return batch.with_columns(pl.Series(RECORD_TEXT, texts, dtype=pl.String))
+
+
+def test_malformed_line_carries_only_its_own_reasons_and_its_text_as_raw() -> None:
+    empty = dict.fromkeys(record(), None)
+    records = [record(1), empty, empty, empty, record(5)]
+    texts = [None, '{"order_id": "A2", "order_ts', "caf\ufffd", "[1,\x00]", None]
+
+    result = validate_batch(with_record_text(raw_batch(records), texts), IDENTITY, BATCH)
+
+    assert result.valid["source_row"].to_list() == [1, 5]
+    assert result.rejected.rows() == [
+        (2, ["malformed_record"], '"{\\"order_id\\": \\"A2\\", \\"order_ts"'),
+        (3, ["malformed_record", "bad_encoding"], '"caf\ufffd"'),
+        (4, ["malformed_record", "bad_encoding"], '"[1,\\u0000]"'),
+    ]
+    assert [json.loads(raw) for raw in result.rejected["raw"]] == texts[1:4]
+    assert result.rejected.schema == pl.Schema(REJECTED_SCHEMA)
+
+
+def test_malformed_record_follows_ragged_row_in_contract_order() -> None:
+    assert CONTRACT_ORDER.index("malformed_record") == CONTRACT_ORDER.index("ragged_row") + 1
+    assert CONTRACT_ORDER.index("malformed_record") < CONTRACT_ORDER.index("bad_encoding")
+
+
+def test_record_text_of_good_lines_only_changes_nothing() -> None:
+    records = [record(1), record(2, quantity="0"), record(1)]
+    plain = validate_batch(raw_batch(records), IDENTITY, BATCH)
+
+    texted = validate_batch(
+        with_record_text(raw_batch(records), [None, None, None]), IDENTITY, BATCH
+    )
+
+    assert_frame_equal(texted.valid, plain.valid)
+    assert_frame_equal(texted.rejected, plain.rejected)
+    assert reasons_by_row(texted.rejected) == {2: ["zero_quantity"], 3: ["duplicate"]}
 
 
 def test_batch_without_field_counts_is_never_ragged() -> None:

@@ -74,6 +74,7 @@ class Reason(StrEnum):
     """Machine-readable reason codes stored in `sales_rejected.reasons`, in the order applied."""
 
     RAGGED_ROW = "ragged_row"
+    MALFORMED_RECORD = "malformed_record"
     BAD_ENCODING = "bad_encoding"
     FIELD_TOO_LONG = "field_too_long"
     MISSING_ORDER_ID = "missing_order_id"
@@ -98,6 +99,8 @@ class Reason(StrEnum):
 
 REASON_DESCRIPTIONS: Final[dict[Reason, str]] = {
     Reason.RAGGED_ROW: "the CSV record has more or fewer fields than the header",
+    Reason.MALFORMED_RECORD: "the JSON Lines line is not a JSON object (malformed or cut-off "
+    "JSON, a bare array, number or string, bytes that are not UTF-8); kept whole in `raw`",
     Reason.BAD_ENCODING: "the record holds bytes that are not UTF-8 (e.g. latin-1) or NUL",
     Reason.FIELD_TOO_LONG: "a field is longer than `max_field_length` characters",
     Reason.MISSING_ORDER_ID: "order_id is empty",

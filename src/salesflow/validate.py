@@ -6,6 +6,7 @@ Pure and vectorised: no I/O, no Prefect. Every input row comes out exactly once,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +20,7 @@ from salesflow.config import Settings
 from salesflow.contract import CANONICAL_COLUMNS, MONEY, Reason
 from salesflow.sources.csv_records import FIELD_COUNT
 from salesflow.sources.files import INTERNAL_COLUMNS, SOURCE_ROW
+from salesflow.sources.typed_files import RECORD_TEXT
 
 # A whole number; "3.0" (as a float-typed column writes 3) is exact, "2.5" is not.
 QUANTITY_PATTERN: Final = r"^[+-]?\d+(\.0+)?$"
@@ -111,25 +113,29 @@ def validate_batch(
 
     `raw` is a staged batch: the file's own columns as text plus SOURCE_ROW. `column_map` maps
     canonical names to the file's (see sources.files.map_columns). A row without an order_id
-    column gets a deterministic one from the batch and its row number.
+    column gets a deterministic one from the batch and its row number. A JSON Lines line that
+    was no object (RECORD_TEXT set) is rejected as `malformed_record`, its line kept as `raw`.
     """
     rules = rules or ValidationRules()
     input_columns = [name for name in raw.columns if name not in INTERNAL_COLUMNS]
     if FIELD_COUNT not in raw.columns:
         raw = raw.with_columns(pl.lit(None, pl.Int32).alias(FIELD_COUNT))
+    malformed = RECORD_TEXT in raw.columns and raw.get_column(RECORD_TEXT).is_not_null().any()
+    if not malformed:  # only a JSON Lines batch with a bad line has record texts
+        raw = raw.drop(RECORD_TEXT, strict=False)
     normalised = normalised_columns(raw, input_columns)
     # Keep the record as read before canonical columns (which may share its names) replace it.
     checked = (
         raw.with_columns(
             _as_read(input_columns).alias("_as_read"),
-            _is_later_copy(input_columns, normalised).alias("_duplicate"),
-            *_record_problems(input_columns, rules),
+            _is_later_copy(input_columns, normalised, malformed).alias("_duplicate"),
+            *_record_problems(input_columns, rules, malformed),
         )
         .with_columns(_canonical_text(column_map, batch_id, normalised))
         .with_columns(_parsed(rules))
     )
     checked = checked.with_columns(parse_order_ts(checked.get_column("order_ts"), rules))
-    checked = checked.with_columns(_reasons(rules, len(input_columns)).alias("reasons"))
+    checked = checked.with_columns(_reasons(rules, len(input_columns), malformed).alias("reasons"))
     is_valid = pl.col("reasons").list.len() == 0
     valid = checked.filter(is_valid).select(
         "order_id",
@@ -149,7 +155,7 @@ def validate_batch(
     rejected = checked.filter(~is_valid).select(
         pl.col(SOURCE_ROW).alias("source_row"),
         "reasons",
-        pl.col("_as_read").struct.json_encode().alias("raw"),
+        _raw_json(malformed).alias("raw"),
     )
     return ValidationResult(valid=valid, rejected=rejected)
 
@@ -199,21 +205,35 @@ def _canonical_text(
     return expressions
 
 
-def _is_later_copy(input_columns: Sequence[str], normalised: Mapping[str, pl.Expr]) -> pl.Expr:
+def _is_later_copy(
+    input_columns: Sequence[str], normalised: Mapping[str, pl.Expr], malformed: bool
+) -> pl.Expr:
     """True on the second and later exact copies of a record (compared after trimming, with a
-    blank value equal to an empty one, as every check sees them)."""
-    if not input_columns:
+    blank value equal to an empty one, as every check sees them). A malformed line's fields are
+    all null, so its text takes part: it is no copy of `{}` nor of another malformed line."""
+    fields = [normalised[name].alias(name) for name in input_columns]
+    if malformed:
+        fields.append(pl.col(RECORD_TEXT))
+    if not fields:
         return pl.lit(False)
-    return ~pl.struct([normalised[name].alias(name) for name in input_columns]).is_first_distinct()
+    return ~pl.struct(fields).is_first_distinct()
 
 
-def _record_problems(input_columns: Sequence[str], rules: ValidationRules) -> list[pl.Expr]:
-    """Whole-record flags: undecodable bytes (read as U+FFFD) or NUL, and over-long fields."""
-    if not input_columns:
+def _record_problems(
+    input_columns: Sequence[str], rules: ValidationRules, malformed: bool
+) -> list[pl.Expr]:
+    """Whole-record flags: undecodable bytes (read as U+FFFD) or NUL, in a field or in a
+    malformed line, and over-long fields."""
+    texts = [pl.col(name) for name in input_columns]
+    if malformed:
+        texts.append(pl.col(RECORD_TEXT))
+    if not texts:
         return [pl.lit(False).alias("_bad_encoding"), pl.lit(False).alias("_too_long")]
     columns = [pl.col(name) for name in input_columns]
-    bad_bytes = pl.any_horizontal([c.str.contains("[\ufffd\x00]") for c in columns])
-    too_long = pl.any_horizontal([c.str.len_chars() > rules.max_field_length for c in columns])
+    bad_bytes = pl.any_horizontal([c.str.contains("[\ufffd\x00]") for c in texts])
+    too_long = pl.any_horizontal(
+        [c.str.len_chars() > rules.max_field_length for c in columns] or [pl.lit(False)]
+    )
     return [
         bad_bytes.fill_null(False).alias("_bad_encoding"),
         too_long.fill_null(False).alias("_too_long"),
@@ -318,8 +338,12 @@ def parse_timestamp(text: pl.Expr, timezone: str) -> pl.Expr:
     return pl.when(shape_ok).then(pl.coalesce(*naive, *aware))
 
 
-def _reasons(rules: ValidationRules, header_fields: int) -> pl.Expr:
-    """Every reason code that applies to a row, in contract order."""
+def _reasons(rules: ValidationRules, header_fields: int, malformed: bool) -> pl.Expr:
+    """Every reason code that applies to a row, in contract order.
+
+    A malformed line has no fields to check: it carries `malformed_record` (and
+    `bad_encoding` when its text holds such bytes), never reasons about values it lacks.
+    """
     order_ts = pl.col("_order_ts")
     checks: list[tuple[pl.Expr, Reason]] = [
         (pl.col(FIELD_COUNT) != header_fields, Reason.RAGGED_ROW),
@@ -357,6 +381,13 @@ def _reasons(rules: ValidationRules, header_fields: int) -> pl.Expr:
         ),
         (pl.col("_duplicate"), Reason.DUPLICATE),
     ]
+    if malformed:
+        is_malformed = pl.col(RECORD_TEXT).is_not_null()
+        checks = [
+            (condition if code == Reason.BAD_ENCODING else condition & ~is_malformed, code)
+            for condition, code in checks
+        ]
+        checks.insert(1, (is_malformed, Reason.MALFORMED_RECORD))
     flagged = [
         pl.when(condition.fill_null(False)).then(pl.lit(str(code))) for condition, code in checks
     ]
@@ -373,3 +404,16 @@ def _unparsed(column: str) -> pl.Expr:
 def _as_read(input_columns: Sequence[str]) -> pl.Expr:
     """The record as read, keyed by the file's own headers (JSON-encoded only when rejected)."""
     return pl.struct([pl.col(name) for name in input_columns])
+
+
+def _raw_json(malformed: bool) -> pl.Expr:
+    """`raw` of a rejected row: the record as read as a JSON object; for a malformed line, its
+    text as a JSON string, so `raw` stays JSON for whoever queries it and decodes to the line.
+    """
+    record = pl.col("_as_read").struct.json_encode()
+    if not malformed:
+        return record
+    # {"__record_text": "<line>"} -> "<line>", encoded by Polars (vectorised).
+    prefix = len(json.dumps(RECORD_TEXT)) + 2
+    line = pl.struct(RECORD_TEXT).struct.json_encode().str.slice(prefix).str.head(-1)
+    return pl.when(pl.col(RECORD_TEXT).is_not_null()).then(line).otherwise(record)

@@ -46,6 +46,7 @@ CORRUPT_GZIP = "compressed data is corrupt or truncated"
 
 # Reason codes, spelled once.
 RAGGED = "ragged_row"
+MALFORMED = "malformed_record"
 ENCODING = "bad_encoding"
 TOO_LONG = "field_too_long"
 NO_ID = "missing_order_id"
@@ -100,6 +101,19 @@ def csv(*rows: str, header: str = H, eol: str = "\n") -> bytes:
 def jsonl(*records: dict[str, Any], bom: bool = False) -> bytes:
     text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
     return ("\ufeff" if bom else "").encode() + text.encode()
+
+
+def _json_record(order_id: str, quantity: int, price: float, **extra: str) -> dict[str, Any]:
+    """One valid JSON Lines record in North, quantity and price as JSON numbers."""
+    return {
+        "order_id": order_id,
+        "order_ts": TS,
+        "sku": "SKU-1",
+        "quantity": quantity,
+        "unit_price": price,
+        "region": "North",
+        **extra,
+    }
 
 
 def gz(data: bytes) -> bytes:
@@ -411,6 +425,31 @@ CASES: list[Case] = [
             bom=True,
         ),
         loads(2, "21.50"),
+    ),
+    Case(
+        "malformed_lines.jsonl",  # lines that are no JSON object are rejected one by one
+        lambda: b"".join(
+            [
+                jsonl(_json_record("J1", 2, 12.5)),
+                b'{"order_id": "J2", "order_ts\n',  # cut off
+                b"\n",  # a blank line is no record
+                b"[1, 2]\n",  # a bare array
+                jsonl(_json_record("J4", 1, 0.25)),
+                jsonl(_json_record("J5", 1, 1, product="Cami\u00f3n")).replace(
+                    "\u00f3".encode(), latin1("\u00f3")
+                ),
+                b'"J6"\n',  # a bare string
+                jsonl(_json_record("J7", 3, 1)),
+            ]
+        ),
+        loads(
+            7, "28.25", {2: [MALFORMED], 3: [MALFORMED], 5: [MALFORMED, ENCODING], 6: [MALFORMED]}
+        ),
+    ),
+    Case(
+        "no_object_lines.jsonl",  # not one line is a JSON object: the file fails
+        lambda: b'{"order_id": "J1", "order_ts\n[1, 2]\n',
+        fails("UnreadableSourceError", "cannot be read: Syntax at character 0"),
     ),
     # --- CSV dialect -------------------------------------------------------------------------
     Case(

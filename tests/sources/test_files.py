@@ -29,6 +29,7 @@ from salesflow.sources.files import (
     source_format,
     stage_source,
 )
+from salesflow.sources.typed_files import RECORD_TEXT
 from salesflow.validate import validate_batch
 
 COURSE_CSV = (
@@ -60,7 +61,7 @@ def write(path: Path, content: bytes | str) -> Path:
 def stage(path: Path) -> tuple[int, list[str], pl.DataFrame]:
     staged = path.parent / "staging" / f"{path.name}.parquet"
     rows, header = stage_source(path, staged)
-    return rows, header, pl.read_parquet(staged)
+    return rows, header, pl.read_parquet(staged, glob=False)
 
 
 # --- formats and discovery -------------------------------------------------------------------
@@ -144,17 +145,6 @@ def test_directory_without_supported_files_is_a_usage_error(
 
     with pytest.raises(UsageError, match="no supported files inside"):
         discover_sources([landing])
-
-
-def test_two_sources_with_the_same_file_name_are_a_usage_error(tmp_path: Path) -> None:
-    first = write(tmp_path / "north" / "sales.csv", "x")
-    second = write(tmp_path / "south" / "sales.csv", "x")
-
-    with pytest.raises(UsageError, match="same file name") as caught:
-        discover_sources([first, tmp_path / "south"])
-
-    assert str(second) in str(caught.value)
-    assert str(first) in str(caught.value)
 
 
 # --- header mapping --------------------------------------------------------------------------
@@ -336,11 +326,13 @@ def test_jsonl_values_are_staged_as_text(tmp_path: Path) -> None:
 
     assert rows == 2
     assert header == ["order_ts", "quantity", "unit_price", "region"]
+    assert staged.columns == [SOURCE_ROW, *header, RECORD_TEXT, FIELD_COUNT]
     assert staged.rows() == [
-        (1, "2024-01-05", "2", "12.50", "N", None),
-        (2, "2024-01-06", "3", "1.5", None, None),
+        (1, "2024-01-05", "2", "12.50", "N", None, None),
+        (2, "2024-01-06", "3", "1.5", None, None, None),
     ]
     assert staged.schema[FIELD_COUNT] == pl.Int32
+    assert staged.schema[RECORD_TEXT] == pl.String
 
 
 def test_source_row_counts_records_not_lines(tmp_path: Path) -> None:
@@ -391,7 +383,9 @@ UNREADABLE = [
     ("cut.parquet", _parquet_bytes()[:-40], "not a readable Parquet file"),
     ("cut.csv.gz", gzip.compress(COURSE_CSV.encode() * 50)[:-20], "corrupt or truncated"),
     ("head.csv.gz", gzip.compress(COURSE_CSV.encode() * 50)[:30], "corrupt or truncated"),
-    ("broken.jsonl", b'{"a": "1"}\n{"a": \n', ""),
+    ("broken.jsonl", b'{"a": \n\n{"a": "1"\n', "cannot be read: Syntax at character"),
+    ("no_objects.jsonl", b'[1, 2]\n"text"\n5\n', "cannot be read: NDJSON line expected"),
+    ("latin1.jsonl", b'{"a": "Cami\xf3n"}\n', "not valid UTF-8 text"),
 ]
 
 
@@ -416,12 +410,12 @@ def test_unreadable_file_is_one_line_batch_error_naming_the_file(
     assert not staged.exists()
 
 
-def test_internal_columns_are_the_source_row_and_the_field_count(tmp_path: Path) -> None:
+def test_internal_columns_are_the_source_row_field_count_and_record_text(tmp_path: Path) -> None:
     _, header, staged = stage(write(tmp_path / "ventas.csv", COURSE_CSV))
 
-    assert INTERNAL_COLUMNS == (SOURCE_ROW, FIELD_COUNT)
+    assert INTERNAL_COLUMNS == (SOURCE_ROW, FIELD_COUNT, RECORD_TEXT)
     assert not set(INTERNAL_COLUMNS) & set(header)
-    assert set(staged.columns) == {*header, *INTERNAL_COLUMNS}
+    assert set(staged.columns) == {*header, SOURCE_ROW, FIELD_COUNT}  # record texts: JSONL only
 
 
 # --- odd CSV records: staged as read, judged by validation ------------------------------------
@@ -576,7 +570,7 @@ def test_jsonl_with_utf8_bom_is_read(tmp_path: Path) -> None:
     rows, header, staged = stage(source)
 
     assert (rows, header) == (2, ["a"])
-    assert staged.rows() == [(1, "1", None), (2, "2", None)]
+    assert staged.rows() == [(1, "1", None, None), (2, "2", None, None)]
 
 
 def test_staged_course_csv_validates_unchanged(tmp_path: Path) -> None:

@@ -54,11 +54,12 @@ def read_csv_records(path: Path) -> pl.DataFrame:
     """All-text records of a CSV file plus FIELD_COUNT; blank lines are not records.
 
     Invalid UTF-8 bytes become U+FFFD (the validator rejects such records) instead of failing
-    the whole file.
+    the whole file. `glob=False`: the file named is read, even `sales[1].csv` or `what?.csv`.
     """
     refuse_wide_encodings(path)
     records = pl.read_csv(
         path,
+        glob=False,
         infer_schema=False,
         encoding="utf8-lossy",
         truncate_ragged_lines=True,

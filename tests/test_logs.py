@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from salesflow.logs import JsonFormatter, use_json_logs
+from salesflow.logs import (
+    ESCAPE_CONTROLS,
+    EscapeControls,
+    JsonFormatter,
+    escape_logs,
+    use_json_logs,
+)
 from tests.conftest import CANONICAL_HEADER, fresh_process_env, run_salesflow, write_csv
 
 
@@ -46,6 +52,76 @@ def test_use_json_logs_catches_prefect_child_loggers() -> None:
             logging.getLogger(name).removeHandler(handler)
     last = json.loads(stream.getvalue().splitlines()[-1])
     assert (last["logger"], last["message"]) == ("prefect.salesflow_test", "hello there")
+
+
+def _record(msg: str, *args: object, name: str = "prefect.task_runs") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)
+
+
+def test_the_filter_escapes_control_characters_of_the_message_and_its_args() -> None:
+    record = _record("batch=%s stage=%s path=%s", "a\x1b[31m.csv", "load", Path("b\nc.csv"))
+
+    assert EscapeControls().filter(record) is True  # escapes, never drops
+    assert record.getMessage() == "batch=a\\x1b[31m.csv stage=load path=b\\nc.csv"
+
+
+def test_the_filter_leaves_a_clean_record_and_a_repr_argument_as_they_are() -> None:
+    clean = _record("batch=%s rows=%d", "año.csv", 3)
+    quoted = _record("error=%r", "a\x1bb")
+
+    EscapeControls().filter(clean)
+    EscapeControls().filter(quoted)
+
+    assert (clean.msg, clean.args) == ("batch=%s rows=%d", ("año.csv", 3))
+    assert quoted.getMessage() == "error='a\\x1bb'"  # repr escaped it once; not twice
+
+
+def test_the_filter_escapes_a_traceback_line_by_line() -> None:
+    record = _record("failed")
+    try:
+        raise ValueError("bad \x1b[2J name")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+
+    EscapeControls().filter(record)
+
+    assert record.exc_text is not None
+    assert record.exc_text.splitlines()[-1] == "ValueError: bad \\x1b[2J name"
+    assert record.exc_text.startswith("Traceback (most recent call last):\n")
+
+
+def test_escape_logs_covers_the_run_loggers_records_before_any_handler() -> None:
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    escape_logs()
+    logger = logging.getLogger("salesflow")
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        logger.warning("file %s", "x\ny.csv")
+    finally:
+        logger.removeHandler(keep)
+    assert seen == ["file x\\ny.csv"]
+    for name in ("prefect", "salesflow", "prefect.flow_runs", "prefect.task_runs"):
+        assert logging.getLogger(name).filters.count(ESCAPE_CONTROLS) == 1  # once, not per call
+
+
+def test_json_logs_escape_records_of_child_loggers_too() -> None:
+    stream = io.StringIO()
+    handler = use_json_logs(stream)
+    try:
+        logging.getLogger("prefect.salesflow_test").info("name %s", "a\x1b[31mb")
+    finally:
+        for name in ("prefect", "salesflow"):
+            logging.getLogger(name).removeHandler(handler)
+    last = json.loads(stream.getvalue().splitlines()[-1])
+    assert last["message"] == "name a\\x1b[31mb"
 
 
 @pytest.mark.e2e

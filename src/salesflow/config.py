@@ -33,6 +33,7 @@ from salesflow.contract import check_timestamp_format, check_timezone
 from salesflow.errors import UsageError
 from salesflow.pg_url import secret_parameters
 from salesflow.profiles import SourceProfile
+from salesflow.warehouse import warehouse_kind
 
 CONFIG_FILE_ENV = "SALESFLOW_CONFIG"
 MAX_TOTAL = 10**14  # DECIMAL(18,4) holds 14 integer digits
@@ -254,12 +255,30 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("warehouse")
+    @classmethod
+    def _known_location(cls, value: str | None) -> str | None:
+        """A URL of an unknown scheme (`postgresq://...`) is refused here, naming the setting,
+        rather than opened later as a DuckDB file of that name."""
+        if value is None:
+            return None
+        try:
+            warehouse_kind(value, name=None)
+        except UsageError as error:
+            raise ValueError(str(error)) from None
+        return value
+
     @property
     def warehouse_location(self) -> str:
         """The warehouse as open_warehouse takes it: a URL (PostgreSQL) as given, else a path."""
-        if self.warehouse and "://" in self.warehouse:
+        if self.warehouse and warehouse_kind(self.warehouse) == "postgres":
             return self.warehouse
-        return str(self.warehouse_path)
+        path = str(self.warehouse_path)
+        try:
+            warehouse_kind(path)
+        except UsageError:  # `./md:wh.duckdb`: Path dropped the "./" that keeps it a file
+            return os.path.join(os.curdir, path)
+        return path
 
     @property
     def warehouse_path(self) -> Path:

@@ -6,6 +6,8 @@ for the CLI. Transient errors (I/O hiccups, a busy warehouse) are the only ones 
 
 from __future__ import annotations
 
+from salesflow.text import printable
+
 
 class SalesflowError(Exception):
     """Base class of every error salesflow raises on purpose."""
@@ -24,12 +26,17 @@ class UsageError(UserError):
 
 
 class BatchError(UserError):
-    """A whole batch (one source file) cannot be processed; other batches carry on."""
+    """A whole batch (one source file) cannot be processed; other batches carry on.
+
+    `.source` and `.problem` keep the real text (the warehouse records the real file name); the
+    message escapes control characters, since a file name or a header from the file could
+    otherwise recolour the terminal or forge a line of a summary.
+    """
 
     def __init__(self, source: str, problem: str) -> None:
         self.source = source
         self.problem = problem
-        super().__init__(f"{source}: {problem}")
+        super().__init__(f"{printable(str(source))}: {printable(problem)}")
 
 
 class UnreadableSourceError(BatchError):

@@ -45,8 +45,11 @@ def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings on a private data dir, with instant retries so failure tests stay fast."""
-    return load_settings(data_dir=tmp_path / "data", retry_delay_seconds=0, max_workers=2)
+    """Settings on a private data dir, with instant retries so failure tests stay fast. The
+    test's folder is the landing root: a file's batch id is its path below it (`in/a.csv`)."""
+    return load_settings(
+        data_dir=tmp_path / "data", retry_delay_seconds=0, max_workers=2, landing_dir=tmp_path
+    )
 
 
 def write_csv(path: Path, header: str, *rows: str) -> Path:

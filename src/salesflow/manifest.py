@@ -6,6 +6,8 @@ through Prefect and to log, whatever the size of the batch.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -18,16 +20,23 @@ class BatchStatus(StrEnum):
     LOADED = "loaded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    NOT_ATTEMPTED = "not_attempted"  # a run-wide fault stopped the run before this batch
 
 
 class BatchManifest(BaseModel):
     """One batch on its way through extract -> validate -> transform -> load."""
 
-    batch_id: str = Field(description="The source's file name: what identifies a batch.")
+    batch_id: str = Field(
+        description="The source's path relative to the landing root (or its absolute path): "
+        "what identifies a batch, see sources.files.batch_identity."
+    )
     source: str = Field(description="Absolute path of the landing file.")
     sha256: str
     started_at: datetime
     skipped: bool = Field(False, description="Unchanged since its last load: nothing to do.")
+    duplicate_of: str | None = Field(
+        None, description="Skipped because this very content is loaded as that other batch."
+    )
     force: bool = Field(False, description="Reload even if this content is already loaded.")
     staging_dir: Path | None = None
     part: str | None = Field(
@@ -72,6 +81,17 @@ class BatchManifest(BaseModel):
         return self.staging_dir / name
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def staging_name(batch_id: str) -> str:
+    """A folder name for a batch's staged files: a batch id is a path (or holds `[`, `*`, a
+    newline...), never a name to join onto a folder as it is."""
+    digest = hashlib.sha256(batch_id.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    readable = _UNSAFE.sub("_", batch_id.rsplit("/", 1)[-1])[:48].strip("._") or "batch"
+    return f"{readable}-{digest}"
+
+
 class BatchOutcome(BaseModel):
     """What happened to one batch; also the row written to the `batches` table."""
 
@@ -90,13 +110,24 @@ class BatchOutcome(BaseModel):
     flow_run_id: str | None = None
 
 
-def skipped_outcome(manifest: BatchManifest, flow_run_id: str | None) -> BatchOutcome:
-    """The record of an attempt that found this content already loaded."""
+def skipped_outcome(
+    manifest: BatchManifest, flow_run_id: str | None, duplicate_of: str | None = None
+) -> BatchOutcome:
+    """The record of an attempt that found this content already loaded: as this batch, or as
+    `duplicate_of`, another batch (then the note says so and nothing is loaded twice)."""
+    duplicate_of = duplicate_of or manifest.duplicate_of
+    note = None
+    if duplicate_of is not None:
+        note = (
+            f"{manifest.source}: same content as batch '{duplicate_of}', already loaded; not "
+            "loaded again (--force loads it as a batch of its own)"
+        )
     return BatchOutcome(
         batch_id=manifest.batch_id,
         source=manifest.source,
         sha256=manifest.sha256,
         status=BatchStatus.SKIPPED,
+        error=note,
         started_at=manifest.started_at,
         finished_at=datetime.now(UTC),
         flow_run_id=flow_run_id,

@@ -111,8 +111,8 @@ def test_the_course_spanish_csv_loads_unchanged(settings: Settings) -> None:
     assert outcome.amount_loaded == Decimal("6306.2500")
     warehouse = warehouse_of(summary)
     assert warehouse.fetch("SELECT order_id, sku, product, quantity FROM sales LIMIT 2") == [
-        ("ventas_curso.csv#1", "Laptop", "Laptop", 2),
-        ("ventas_curso.csv#2", "Mouse", "Mouse", 10),
+        (f"{COURSE_CSV}#1", "Laptop", "Laptop", 2),  # outside the landing root: its full path
+        (f"{COURSE_CSV}#2", "Mouse", "Mouse", 10),
     ]
     assert warehouse.fetch("SELECT source_row, reasons FROM sales_rejected ORDER BY 1") == [
         (8, ["missing_quantity"]),
@@ -155,8 +155,8 @@ def test_an_unreadable_file_fails_alone_and_the_others_still_load(
     summary = run_etl([good, bad], settings)
 
     assert [(o.batch_id, o.status) for o in summary.outcomes] == [
-        ("a_good.csv", BatchStatus.LOADED),
-        ("b_bad.csv", BatchStatus.FAILED),
+        ("in/a_good.csv", BatchStatus.LOADED),
+        ("in/b_bad.csv", BatchStatus.FAILED),
     ]
     error = summary.outcomes[1].error
     assert error == (
@@ -165,8 +165,8 @@ def test_an_unreadable_file_fails_alone_and_the_others_still_load(
     )
     warehouse = warehouse_of(summary)
     assert warehouse.fetch("SELECT batch_id, status, error FROM batches ORDER BY 1") == [
-        ("a_good.csv", "loaded", None),
-        ("b_bad.csv", "failed", error),
+        ("in/a_good.csv", "loaded", None),
+        ("in/b_bad.csv", "failed", error),
     ]
     assert warehouse.fetch("SELECT count(*) FROM sales") == [(1,)]
 
@@ -228,12 +228,12 @@ def test_each_stage_is_linked_to_the_stage_that_fed_it(settings: Settings) -> No
         for run in runs
     }
     # The warehouse location returned by prepare-warehouse feeds the one read of what is
-    # loaded, the loads and the KPI check; a plan needs only its file (and that read's answer
-    # for it); the batch ids the loads returned tell the check which days to look at.
+    # loaded, the loads and the KPI check; a plan needs its file and that read's answer; the
+    # batch ids the loads returned tell the check which days to look at.
     assert upstream == {
         "prepare-warehouse": [],
         "read-fingerprints": ["prepare-warehouse"],
-        "plan": [],
+        "plan": ["read-fingerprints"],
         "extract": ["plan"],
         "validate": ["extract"],
         "transform": ["validate"],

@@ -98,7 +98,7 @@ def test_a_failure_after_the_commit_rolls_back_to_the_previous_version(
     first = run_etl([landing], settings)
     warehouse = DuckDBWarehouse(first.warehouse)
     before = checksums(warehouse)
-    loaded_sha = warehouse.loaded_sha256("day.csv")
+    loaded_sha = warehouse.loaded_sha256("in/day.csv")
 
     write_csv(day, CANONICAL_HEADER, *_rows(6, "East", "2024-03-03"))  # a corrected file
     monkeypatch.setattr(stages, "check_committed", _fail_read_back)
@@ -107,7 +107,7 @@ def test_a_failure_after_the_commit_rolls_back_to_the_previous_version(
     assert [o.status for o in failed.outcomes] == [BatchStatus.FAILED, BatchStatus.SKIPPED]
     assert "injected" in (failed.outcomes[0].error or "")
     assert checksums(warehouse) == before  # sales, rejects and the mart as before the run
-    assert warehouse.fetch("SELECT status, sha256 FROM batches WHERE batch_id = 'day.csv'") == [
+    assert warehouse.fetch("SELECT status, sha256 FROM batches WHERE batch_id = 'in/day.csv'") == [
         ("failed", loaded_sha)
     ]
     assert not list((settings.staging_path).rglob("undo/*"))  # undo copies cleaned up
@@ -116,7 +116,7 @@ def test_a_failure_after_the_commit_rolls_back_to_the_previous_version(
     fixed = run_etl([day], settings)
     assert fixed.outcomes[0].status == BatchStatus.LOADED
     assert warehouse.fetch(
-        "SELECT count(*), min(region) FROM sales WHERE batch_id = 'day.csv'"
+        "SELECT count(*), min(region) FROM sales WHERE batch_id = 'in/day.csv'"
     ) == [(6, "East")]
     assert not list((settings.staging_path).rglob("undo"))
 

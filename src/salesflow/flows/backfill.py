@@ -47,8 +47,11 @@ class DayResult(BaseModel):
 def backfill_day(
     day: date, files: list[Path], settings: Settings, warehouse: str | None, force: bool
 ) -> DayResult:
-    """Load one day's files as its own salesflow-etl flow run."""
-    summary = run_etl(files, settings, warehouse=warehouse, force=force)
+    """Load one day's files as its own salesflow-etl flow run. The files lie in the landing
+    folder (backfill.files_by_day), so that folder is their landing root: batch ids are their
+    names, as the plan reads them."""
+    root = files[0].parent if files else None
+    summary = run_etl(files, settings, warehouse=warehouse, force=force, landing_root=root)
     return DayResult(day=day, summary=summary)
 
 

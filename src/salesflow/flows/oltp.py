@@ -167,6 +167,7 @@ def _load_changes(
                 force=force,
                 accept_rejects=accept_rejects,
                 settings=settings,
+                landing_root=folder,  # batch ids stay the day files' names, run after run
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -23,13 +23,14 @@ from salesflow.errors import (
     UnreadableSourceError,
     UsageError,
 )
+from salesflow.faults import Cause, cause_of
 from salesflow.sources.csv_records import FIELD_COUNT, read_csv_records
-from salesflow.sources.typed_files import read_jsonl_as_text, scan_parquet_as_text
+from salesflow.sources.typed_files import RECORD_TEXT, read_jsonl_as_text, scan_parquet_as_text
 
 SOURCE_ROW: Final = "__source_row"
 """Column added to every staged batch: the 1-based index of the data record in its file."""
 
-INTERNAL_COLUMNS: Final = (SOURCE_ROW, FIELD_COUNT)
+INTERNAL_COLUMNS: Final = (SOURCE_ROW, FIELD_COUNT, RECORD_TEXT)
 
 # Polars renames a repeated header "region" to "region_duplicated_0".
 _DUPLICATED: Final = re.compile(r"_duplicated_\d+$")
@@ -53,7 +54,11 @@ def source_format(path: Path) -> str | None:
 
 
 def discover_sources(paths: Iterable[Path]) -> list[Path]:
-    """Expand files and directories (their supported files, in name order) into batch sources."""
+    """Expand files and directories (their supported files, in name order) into batch sources.
+
+    Two files of the same name in different folders are two sources, and two batches (see
+    batch_identity).
+    """
     found: list[Path] = []
     for path in paths:
         if not path.exists():
@@ -69,26 +74,32 @@ def discover_sources(paths: Iterable[Path]) -> list[Path]:
             raise UsageError(f"{path}: unsupported file type (expected {_supported_list()})")
         else:
             found.append(path)
-    # absolute(), not resolve(): a symlinked landing file keeps its own name as batch id.
-    unique = list(dict.fromkeys(Path(os.path.normpath(p.absolute())) for p in found))
-    _refuse_same_name(unique)
-    return unique
+    return list(dict.fromkeys(source_path(p) for p in found))
+
+
+def source_path(path: Path) -> Path:
+    """A source's identity on disk: absolute and normalised, symlinks kept (absolute(), not
+    resolve()), so a symlinked landing file is the source its name says."""
+    return Path(os.path.normpath(path.absolute()))
+
+
+def batch_identity(source: Path, landing_root: Path | None) -> str:
+    """The batch id of a source: its path relative to the landing root when it lies under it
+    (`sales_2025-02-05.csv`, `eu/sales.csv`), otherwise its absolute path.
+
+    Never the bare file name: `a/sales.csv` and `b/sales.csv` are two batches, and a later run
+    of one can never replace the other's rows.
+    """
+    path = source_path(source)
+    if landing_root is not None:
+        root = source_path(landing_root)
+        if path.is_relative_to(root) and path != root:
+            return path.relative_to(root).as_posix()
+    return path.as_posix()
 
 
 def _supported_list() -> str:
     return ", ".join(FORMATS_BY_SUFFIX)
-
-
-def _refuse_same_name(sources: Sequence[Path]) -> None:
-    """A batch is identified by its file name, so two sources may not share one."""
-    seen: dict[str, Path] = {}
-    for source in sources:
-        if source.name in seen:
-            raise UsageError(
-                f"{source}: same file name as {seen[source.name]}; "
-                "a batch is identified by its file name, so rename one of them"
-            )
-        seen[source.name] = source
 
 
 def file_sha256(path: Path) -> str:
@@ -187,7 +198,8 @@ def map_profile_columns(
 def scan_source(path: Path) -> pl.LazyFrame:
     """A lazy, all-text view of one landing file, numbered by data record.
 
-    Columns: the file's own (as text), FIELD_COUNT (CSV only) and SOURCE_ROW.
+    Columns: the file's own (as text), FIELD_COUNT (CSV only), RECORD_TEXT (JSON Lines only)
+    and SOURCE_ROW. Every reader reads exactly the file named: a name is never a glob.
     """
     fmt = source_format(path)
     if fmt == "csv":
@@ -215,16 +227,24 @@ def stage_source(path: Path, staged: Path) -> tuple[int, list[str]]:
         frame = scan_source(path)
         header = [name for name in frame.collect_schema().names() if name not in INTERNAL_COLUMNS]
         frame.sink_parquet(staged, compression="lz4")
-        rows = pl.scan_parquet(staged).select(pl.len()).collect().item()
+        rows = pl.scan_parquet(staged, glob=False).select(pl.len()).collect().item()
     except (pl.exceptions.PolarsError, UnicodeDecodeError, ValueError, EOFError) as error:
         staged.unlink(missing_ok=True)
+        if cause_of(error) in _WRITE_FAULTS:  # the staging disk, not the file: run-wide
+            raise
         raise UnreadableSourceError(str(path), describe_read_error(error)) from None
     except OSError as error:
         staged.unlink(missing_ok=True)
+        if cause_of(error) in _WRITE_FAULTS:
+            raise
         if error.errno is None:  # raised by a decoder (e.g. gzip's "unexpected end of file")
             raise UnreadableSourceError(str(path), describe_read_error(error)) from None
         raise TransientError(f"{path}: {error.strerror or error}") from error
     return int(rows), header
+
+
+# Faults of writing the staged file, which faults.named_faults turns into run-wide errors.
+_WRITE_FAULTS: Final = (Cause.DISK_FULL, Cause.READ_ONLY)
 
 
 def describe_read_error(error: BaseException) -> str:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from salesflow.contract import CANONICAL_COLUMNS
 from salesflow.errors import ReconciliationError, RejectThresholdError
 from salesflow.manifest import BatchManifest, BatchOutcome
 
@@ -131,6 +132,12 @@ class Warehouse(Protocol):
     def loaded_fingerprints(self) -> dict[str, str]:
         """loaded_sha256 of every batch at once, by batch id: one read plans a whole run."""
 
+    def source_index(self) -> SourceIndex:
+        """Every batch's id, source and loaded content: one read plans a whole run."""
+
+    def upgrade(self, landing_root: Path | None) -> None:
+        """Bring a warehouse written by an older salesflow to SCHEMA_VERSION (see there)."""
+
     def load_batch(
         self,
         manifest: BatchManifest,
@@ -196,6 +203,86 @@ _LOADED_FINGERPRINTS = (
     "AND status IN ('loaded', 'skipped')"
 )
 
+# The first batch (by id) other than this one whose loaded content has this sha256: loading
+# the same bytes under a second batch id would count every row twice. Parameters: sha256,
+# batch_id.
+CONTENT_LOADED_ELSEWHERE_SQL = (
+    "SELECT min(batch_id) FROM batches WHERE sha256 = ? AND batch_id <> ? "
+    "AND rows_in IS NOT NULL AND status IN ('loaded', 'skipped')"
+)
+
+# The tables whose rows carry a batch id.
+BATCH_TABLES = ("sales", "sales_rejected", "batches")
+
+# Batches recorded for this source under another id (written before batch ids were paths, or
+# under another landing root): the load renames them to the source's id. Parameters: source,
+# batch_id.
+EARLIER_IDS_OF_SOURCE_SQL = (
+    "SELECT DISTINCT batch_id FROM batches WHERE source = ? AND batch_id <> ? ORDER BY 1"
+)
+
+
+def repeated_row_condition(derived_order_ids: bool, nullable: Sequence[str] | None = None) -> str:
+    """When a staged row `s` repeats a warehouse row `w`: identical in every contract field.
+
+    A batch whose file has no order_id column carries ids derived from its own name and row
+    (`<batch id>#<row>`), which differ for the same row under another file name; its rows are
+    compared without the order_id, against warehouse rows whose id was derived too, so the
+    same course file loaded under two names is caught. `nullable` names the columns compared
+    with IS NOT DISTINCT FROM (PostgreSQL hash-joins on `=`); None: all of them.
+    """
+    terms = []
+    for column in CANONICAL_COLUMNS:
+        if derived_order_ids and column == "order_id":
+            # Ends in '#<its source_row>' (`right`, not LIKE: `%` is psycopg's placeholder).
+            row = "CAST(w.source_row AS VARCHAR)"
+            terms.append(f"right(w.order_id, length({row}) + 1) = '#' || {row}")
+        elif nullable is None or column in nullable:
+            terms.append(f"w.{column} IS NOT DISTINCT FROM s.{column}")
+        else:
+            terms.append(f"w.{column} = s.{column}")
+    return " AND ".join(terms)
+
+
+# A batch renamed from an earlier id keeps no trace of it: the order ids derived from the old
+# name (`<batch id>#<row>`, for files without order_id) take the new one, as a fresh load of
+# the source would write them. Parameters: new id, new id, old id. Run after the rename.
+RENAME_DERIVED_ORDER_IDS_SQL = (
+    "UPDATE sales SET order_id = ? || '#' || CAST(source_row AS VARCHAR) "
+    "WHERE batch_id = ? AND order_id = ? || '#' || CAST(source_row AS VARCHAR)"
+)
+
+
+# Schema versions: 1 = batch ids were bare file names (no schema_version table); 2 = batch ids
+# are paths relative to the landing root (sources.files.batch_identity).
+SCHEMA_VERSION = 2
+
+
+class SourceIndex(NamedTuple):
+    """What the warehouse knows of its sources, read once per run for all of its plans."""
+
+    sha256_of_batch: dict[str, str]  # batch id -> sha256 of the content loaded for it
+    batch_of_sha256: dict[str, str]  # sha256 -> the (first) batch id holding that content
+    batch_of_source: dict[str, str]  # source path -> the batch id recorded for it
+
+    @classmethod
+    def empty(cls) -> SourceIndex:
+        return cls({}, {}, {})
+
+    def loaded_sha256(self, batch_id: str, source: str) -> str | None:
+        """The content loaded for this batch, or for its source under an earlier id."""
+        found = self.sha256_of_batch.get(batch_id)
+        if found is None and source in self.batch_of_source:
+            found = self.sha256_of_batch.get(self.batch_of_source[source])
+        return found
+
+    def loaded_elsewhere(self, sha256: str, batch_id: str, source: str) -> str | None:
+        """Another batch holding this very content (not this batch, nor its source's)."""
+        holder = self.batch_of_sha256.get(sha256)
+        if holder is None or holder == batch_id or holder == self.batch_of_source.get(source):
+            return None
+        return holder
+
 
 class SqlQueries:
     """Read queries both warehouses answer with the same SQL (through their own `fetch`, which
@@ -212,6 +299,25 @@ class SqlQueries:
     def loaded_fingerprints(self) -> dict[str, str]:
         """loaded_sha256 of every batch at once, by batch id: one read plans a whole run."""
         return {batch_id: sha256 for batch_id, sha256 in self.fetch(_LOADED_FINGERPRINTS)}
+
+    def source_index(self) -> SourceIndex:
+        """Every batch's id, source and loaded content at once: one read plans a whole run."""
+        if not self.holds_data():
+            return SourceIndex.empty()
+        rows = self.fetch(
+            "SELECT batch_id, source, CASE WHEN rows_in IS NOT NULL AND status IN "
+            "('loaded', 'skipped') THEN sha256 END FROM batches ORDER BY batch_id"
+        )
+        index = SourceIndex.empty()
+        for batch_id, source, sha256 in rows:
+            index.batch_of_source.setdefault(source, batch_id)
+            if sha256 is not None:
+                index.sha256_of_batch[batch_id] = sha256
+                index.batch_of_sha256.setdefault(sha256, batch_id)
+        return index
+
+    def holds_data(self) -> bool:
+        raise NotImplementedError
 
     def read_watermark(self, source: str) -> datetime | None:
         """How far an incremental source has been loaded (its latest change time), if at all."""
@@ -320,15 +426,25 @@ class LoadPolicy:
     timeout_seconds: float | None = None  # the database interrupts a load running longer
 
     def check_reject_share(
-        self, manifest: BatchManifest, rejected: int, reason_counts: dict[str, int]
+        self,
+        manifest: BatchManifest,
+        rejected: int,
+        reason_counts: dict[str, int],
+        duplicates_of: Sequence[str] = (),
     ) -> None:
-        """Fail the whole batch when too many of its rows were rejected (unless accepted)."""
+        """Fail the whole batch when too many of its rows were rejected (unless accepted).
+
+        `duplicates_of` names the batches that already hold rows this one repeats, so a file
+        loaded twice under two names says where its rows already are."""
         if self.accept_rejects or manifest.rows_in == 0:
             return
         share = rejected / manifest.rows_in
         if share <= self.max_reject_share:
             return
         reasons = ", ".join(f"{code} {count}" for code, count in reason_counts.items())
+        if duplicates_of:
+            earlier = ", ".join(f"'{batch_id}'" for batch_id in duplicates_of)
+            reasons += f" (rows already loaded by batch {earlier})"
         raise RejectThresholdError(
             manifest.source,
             f"{rejected} of {manifest.rows_in} rows rejected ({share:.1%}, above the "

@@ -25,13 +25,22 @@ from salesflow.errors import (
     TransientError,
     UnreadableSourceError,
 )
-from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
+from salesflow.manifest import (
+    BatchManifest,
+    BatchOutcome,
+    BatchStatus,
+    skipped_outcome,
+    staging_name,
+)
 from salesflow.sources.files import (
+    batch_identity,
     file_sha256,
     map_columns,
     map_profile_columns,
+    source_path,
     stage_source,
 )
+from salesflow.text import printable
 from salesflow.transform import TicketBands, transform_batch
 from salesflow.validate import (
     ValidationRules,
@@ -39,29 +48,34 @@ from salesflow.validate import (
     count_reasons,
     validate_batch,
 )
-from salesflow.warehouse.base import LoadPolicy, Warehouse
+from salesflow.warehouse.base import LoadPolicy, SourceIndex, Warehouse
 
 # Declared version of the stage code: part of every cache key, so a change to how batches are
 # read, validated or transformed never reuses results of the old code. Bump it with such changes.
-CODE_VERSION = "3"
+CODE_VERSION = "4"  # 4: batch ids are paths, derived order ids carry them
 
 
 def plan(
     source: Path,
-    loaded_sha256: str | None = None,
+    loaded: SourceIndex | None = None,
     force: bool = False,
     profile: str | None = None,
     profile_columns: Mapping[str, str] | None = None,
+    batch_id: str | None = None,
 ) -> BatchManifest:
-    """Fingerprint a landing file and decide whether it needs loading: not when `loaded_sha256`,
-    what the warehouse holds for the batch (`Warehouse.loaded_sha256`), is this very content.
+    """Fingerprint a landing file and decide whether it needs loading: not when `loaded`,
+    what the warehouse holds (`Warehouse.source_index`), has this very content for the batch,
+    nor when another batch holds it (the same file under another name would count every row
+    twice; `force` loads it all the same).
 
-    Never cached: the warehouse's `batches` table, not a cache, says what is loaded. With
-    nothing loaded (or a dry run) nothing is skipped. A source profile's column map travels
-    with the manifest, so every stage's cache key knows how the file was read.
+    `batch_id` is the source's identity (sources.files.batch_identity); the file name only for
+    dry runs and tests. Never cached: the warehouse's `batches` table, not a cache, says what
+    is loaded. A source profile's column map travels with the manifest, so every stage's cache
+    key knows how the file was read.
     """
+    batch_id = batch_id or source.name
     manifest = BatchManifest(
-        batch_id=source.name,
+        batch_id=batch_id,
         source=str(source),
         sha256=_fingerprint(source),
         started_at=datetime.now(UTC),
@@ -69,8 +83,14 @@ def plan(
         profile=profile,
         profile_columns=dict(profile_columns) if profile_columns is not None else None,
     )
-    unchanged = loaded_sha256 == manifest.sha256
-    return manifest.model_copy(update={"skipped": unchanged and not force})
+    if loaded is None or force:
+        return manifest
+    if loaded.loaded_sha256(batch_id, str(source)) == manifest.sha256:
+        return manifest.model_copy(update={"skipped": True})
+    elsewhere = loaded.loaded_elsewhere(manifest.sha256, batch_id, str(source))
+    if elsewhere is not None:
+        return manifest.model_copy(update={"skipped": True, "duplicate_of": elsewhere})
+    return manifest
 
 
 def stage(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
@@ -78,7 +98,9 @@ def stage(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
     if manifest.skipped:
         return manifest
     source = Path(manifest.source)
-    staged = manifest.model_copy(update={"staging_dir": staging_root / manifest.batch_id})
+    staged = manifest.model_copy(
+        update={"staging_dir": staging_root / staging_name(manifest.batch_id)}
+    )
     rows_in, header = stage_source(source, staged.raw_path)
     if manifest.profile is not None and manifest.profile_columns is not None:
         column_map = map_profile_columns(
@@ -98,10 +120,12 @@ def extract(
     force: bool = False,
     profile: str | None = None,
     profile_columns: Mapping[str, str] | None = None,
+    batch_id: str | None = None,
 ) -> BatchManifest:
     """Plan and stage in one step (the dry run and tests use this)."""
-    loaded = warehouse.loaded_sha256(source.name) if warehouse is not None else None
-    return stage(plan(source, loaded, force, profile, profile_columns), staging_root)
+    loaded = warehouse.source_index() if warehouse is not None else None
+    planned = plan(source, loaded, force, profile, profile_columns, batch_id=batch_id)
+    return stage(planned, staging_root)
 
 
 def require_staged(manifest: BatchManifest, *paths: Path) -> None:
@@ -128,7 +152,7 @@ def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
     if manifest.skipped:
         return manifest
     require_staged(manifest, manifest.raw_path)
-    raw = pl.read_parquet(manifest.raw_path)
+    raw = pl.read_parquet(manifest.raw_path, glob=False)
     result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules)
     result.valid.write_parquet(manifest.valid_path, compression="lz4")
     result.rejected.write_parquet(manifest.rejected_path, compression="lz4")
@@ -147,7 +171,9 @@ def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     if manifest.skipped:
         return manifest
     require_staged(manifest, manifest.valid_path)
-    sales = transform_batch(pl.read_parquet(manifest.valid_path), manifest.batch_id, bands)
+    sales = transform_batch(
+        pl.read_parquet(manifest.valid_path, glob=False), manifest.batch_id, bands
+    )
     sales.write_parquet(manifest.sales_path, compression="lz4")
     amount = sales.select(pl.col("total").sum()).item() if sales.height else 0
     return manifest.model_copy(update={"amount": amount or 0})
@@ -165,7 +191,7 @@ def split_by_region(manifest: BatchManifest) -> list[BatchManifest]:
         return [manifest]
     require_staged(manifest, manifest.raw_path)
     region = pl.col(manifest.column_map["region"]).str.strip_chars().fill_null("")
-    raw = pl.read_parquet(manifest.raw_path).with_columns(region.alias(_PART_KEY))
+    raw = pl.read_parquet(manifest.raw_path, glob=False).with_columns(region.alias(_PART_KEY))
     pieces = raw.partition_by(_PART_KEY, maintain_order=True, as_dict=True)
     parts = []
     for number, (key, rows) in enumerate(sorted(pieces.items(), key=lambda item: item[0])):
@@ -193,7 +219,9 @@ def merge_parts(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchMan
     for path_of in (_valid, _rejected, _sales):
         paths = [path_of(part) for part in parts]
         require_staged(manifest, *paths)
-        pl.scan_parquet(paths).sort("source_row").sink_parquet(path_of(manifest), compression="lz4")
+        pl.scan_parquet(paths, glob=False).sort("source_row").sink_parquet(
+            path_of(manifest), compression="lz4"
+        )
     return manifest.model_copy(
         update={
             "rows_valid": sum(part.rows_valid for part in parts),
@@ -263,14 +291,25 @@ def check_source(
     warehouse: Warehouse | None = None,
     profile: str | None = None,
     profile_columns: Mapping[str, str] | None = None,
+    landing_root: Path | None = None,
 ) -> BatchManifest:
     """Dry run of one file: the reasons a real run would give, written nowhere that stays.
 
     With a warehouse, rows that other batches already loaded count as duplicate_in_warehouse,
-    as they would at load.
+    as they would at load; the file's own batch (by its identity under `landing_root`, or the
+    id recorded for its source) is not among them.
     """
+    batch_id = batch_identity(source, landing_root)
+    if warehouse is not None and warehouse.holds_data():
+        batch_id = warehouse.source_index().batch_of_source.get(str(source_path(source)), batch_id)
     with tempfile.TemporaryDirectory(prefix="salesflow-check-") as scratch:
-        staged = extract(source, Path(scratch), profile=profile, profile_columns=profile_columns)
+        staged = extract(
+            source,
+            Path(scratch),
+            profile=profile,
+            profile_columns=profile_columns,
+            batch_id=batch_id,
+        )
         checked = validate(staged, rules)
         # Transforming only serves the duplicate check: skip it when there is no warehouse.
         holds_data = warehouse is not None and warehouse.holds_data()
@@ -293,7 +332,11 @@ def check_source(
 
 
 def failed_outcome(
-    source: Path, error: BaseException, started_at: datetime, flow_run_id: str | None
+    source: Path,
+    error: BaseException,
+    started_at: datetime,
+    flow_run_id: str | None,
+    batch_id: str | None = None,
 ) -> BatchOutcome:
     """The record of a batch that could not be loaded, with a one-line error."""
     try:
@@ -301,7 +344,7 @@ def failed_outcome(
     except OSError:
         sha256 = None
     return BatchOutcome(
-        batch_id=source.name,
+        batch_id=batch_id or source.name,
         source=str(source),
         sha256=sha256,
         status=BatchStatus.FAILED,
@@ -313,14 +356,19 @@ def failed_outcome(
 
 
 def describe_failure(source: Path, error: BaseException) -> str:
-    """One line: our own errors already name the file; anything else gets it prefixed."""
+    """One line: our own errors already name the file; anything else gets it prefixed.
+
+    Control characters are escaped (the line is shown in the CLI, the log and the batches
+    table's error), so a file name cannot recolour a terminal or forge a summary line.
+    """
     if isinstance(error, BatchError):
-        return str(error)
+        return str(error)  # escaped already
+    name = printable(str(source))
     if isinstance(error, SalesflowError):
-        text = str(error)
-        return text if str(source) in text else f"{source}: {text}"
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return f"{source}: unexpected {type(error).__name__}: {first_line}"
+        text = printable(str(error))
+        return text if name in text else f"{name}: {text}"
+    first_line = printable((str(error).strip().splitlines() or [""])[0])
+    return f"{name}: unexpected {type(error).__name__}: {first_line}"
 
 
 def discard_staging(staging_dir: Path | None) -> None:

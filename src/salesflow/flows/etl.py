@@ -31,7 +31,13 @@ from pydantic import BaseModel
 from salesflow import stages
 from salesflow.anomalies import AnomalyRules
 from salesflow.config import Settings, load_settings
-from salesflow.errors import StaleStagingError
+from salesflow.errors import (
+    RunWideError,
+    StaleStagingError,
+    WarehouseBusyError,
+    WarehouseUnavailableError,
+)
+from salesflow.faults import Place, classify
 from salesflow.flows.artifacts import PROGRESS_KEY, publish_run_artifacts
 from salesflow.flows.caching import result_storage
 from salesflow.flows.hooks import run_hooks
@@ -50,9 +56,9 @@ from salesflow.flows.tasks import (
     validate_batch,
     write_report_task,
 )
-from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
+from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, staging_name
 from salesflow.profiles import apply_profile, resolve_profile
-from salesflow.sources.files import discover_sources
+from salesflow.sources.files import batch_identity, discover_sources
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
 from salesflow.warehouse import open_warehouse
@@ -80,6 +86,7 @@ class RunSummary(BaseModel):
     warehouse: str
     flow_run_id: str | None
     outcomes: list[BatchOutcome]
+    fault: str | None = None  # the run-wide fault that stopped the run early, if any
 
     def count(self, status: BatchStatus) -> int:
         return sum(1 for outcome in self.outcomes if outcome.status == status)
@@ -121,8 +128,12 @@ def etl_flow(
     settings: Settings | None = None,
     profile: str | None = None,
     report: Path | None = None,
+    landing_root: Path | None = None,
 ) -> RunSummary:
     """Load landing files (or directories of them) into the warehouse, one batch per file.
+
+    A batch is identified by its file's path relative to `landing_root` (default: the
+    landing_dir setting), or by its absolute path when it lies elsewhere.
 
     `as_of` is the time future_date is judged against (default: now), for reproducible reruns.
     `profile` names a source profile: its column map replaces header aliasing and its rule
@@ -140,6 +151,8 @@ def etl_flow(
         profile_columns = chosen.columns
     location = open_warehouse(warehouse or settings.warehouse_location).location
     files = discover_sources(sources)
+    root = landing_root if landing_root is not None else settings.landing_dir
+    batch_ids = {path: batch_identity(path, root) for path in files}
     run_id = str(flow_run.id) if flow_run.id else None
     staging_root = (settings.staging_path / (run_id or uuid4().hex)).resolve()
     _remove_expired_staging(settings.staging_path, timedelta(hours=settings.cache_hours))
@@ -153,7 +166,13 @@ def etl_flow(
     )
     # Passing the returned location on makes prepare-warehouse upstream of extract and load.
     limit = settings.warehouse_concurrency_limit
-    location = prepare_warehouse.with_options(**retry_options(settings))(location, limit)
+    try:
+        location = prepare_warehouse.with_options(**retry_options(settings))(location, limit, root)
+    except Exception as error:
+        fault = classify(error, Place.WAREHOUSE, location)
+        if fault is None:
+            raise
+        raise fault from error
     try:
         policy = LoadPolicy(
             max_reject_share=settings.max_reject_share,
@@ -162,8 +181,9 @@ def etl_flow(
             timeout_seconds=settings.load_timeout_seconds,
         )
         rules = ValidationRules.from_settings(settings, now=as_of)
-        outcomes = _run_batches(
+        outcomes, fault = _run_batches(
             files,
+            batch_ids,
             location,
             force,
             settings,
@@ -180,8 +200,15 @@ def etl_flow(
         _remove_if_empty(staging_root / "undo")
         _remove_if_empty(staging_root)
     summary = RunSummary(
-        warehouse=location, flow_run_id=run_id, outcomes=[outcomes[path] for path in files]
+        warehouse=location,
+        flow_run_id=run_id,
+        outcomes=[outcomes[path] for path in files],
+        fault=str(fault) if fault is not None else None,
     )
+    if fault is not None:
+        # The warehouse cannot take more work: no artifacts read from it, no checks, no report.
+        logger.error("run stopped: %s", fault)
+        return summary
     publish_run_artifacts(summary.outcomes, open_warehouse(location))
     if settings.anomaly_checks:
         _check_kpis(summary, settings)
@@ -266,6 +293,7 @@ class _Progress:
 
 def _run_batches(
     files: list[Path],
+    batch_ids: dict[Path, str],
     location: str,
     force: bool,
     settings: Settings,
@@ -276,13 +304,18 @@ def _run_batches(
     refresh_cache: bool = False,
     profile: str | None = None,
     profile_columns: dict[str, str] | None = None,
-) -> dict[Path, BatchOutcome]:
+) -> tuple[dict[Path, BatchOutcome], RunWideError | None]:
     """Pipeline the batches: stages run side by side, commits happen one at a time in file order.
 
     Committing in file order makes the warehouse independent of thread timing (which batch
     keeps a row that two files share, say), so two runs over the same input end identical.
     A batch whose cached stage results point at staged files that are gone is redone once,
     with the cache refreshed.
+
+    A run-wide fault (a full disk, an unreachable warehouse, see faults.classify) stops the
+    run: the failing batch is recorded if the warehouse can take it, no further batch starts
+    or loads, and every batch that did not finish is reported as not attempted. Returns the
+    outcomes and that fault.
     """
     retry = retry_options(settings)
     limit = settings.task_timeout_seconds
@@ -331,20 +364,23 @@ def _run_batches(
     outcomes: dict[Path, BatchOutcome] = {}
     max_staged = settings.max_workers * 2
     progress = _Progress(len(files))
+    fault: RunWideError | None = None
 
     def start_batches() -> None:
-        while waiting and len(in_flight) + len(ready) < max_staged:
+        while fault is None and waiting and len(in_flight) + len(ready) < max_staged:
             position, source = waiting.popleft()
             attempt[position] = 0
             step = _Step("plan", position, source, datetime.now(UTC), fresh=refresh_cache)
-            known = loaded.get(source.name)
-            in_flight[submit_home(plan, source, known, force, profile, profile_columns)] = step
+            batch_id = batch_ids[source]
+            in_flight[
+                submit_home(plan, source, batch_id, loaded, force, profile, profile_columns)
+            ] = step
 
     def commit_next() -> None:
         nonlocal next_commit
         while next_commit in finished:
             next_commit += 1
-        if next_commit in ready:
+        if fault is None and next_commit in ready:
             step, manifest = ready.pop(next_commit)
             in_flight[
                 submit_home(load, manifest, location, run_id, policy, undo_root, concurrency_limit)
@@ -354,9 +390,9 @@ def _run_batches(
         outcomes[step.source] = outcome
         finished.add(step.position)
         progress.advance()
-        if outcome.status != BatchStatus.FAILED:
-            # Only this run's own staged files; a failed batch keeps them for the cache.
-            stages.discard_staging(staging_root / step.source.name)
+        if outcome.status not in (BatchStatus.FAILED, BatchStatus.NOT_ATTEMPTED):
+            # Only this run's own staged files; a batch not loaded keeps them for the cache.
+            stages.discard_staging(staging_root / staging_name(batch_ids[step.source]))
         for listener in list(_listeners):
             listener(outcome)
 
@@ -374,10 +410,17 @@ def _run_batches(
             extract, _, transform = stages_of[step.fresh]
             if step.attempt != attempt[step.position]:
                 pass  # a part of a batch that failed or was redone meanwhile: nothing to do
+            elif fault is not None and step.stage != "record":
+                attempt[step.position] += 1  # the run stopped: this batch goes no further
+                finish(step, _not_attempted(step, batch_ids[step.source], fault, run_id))
             elif not state.is_completed():
                 error = as_exception(state.result(raise_on_failure=False), state)
                 attempt[step.position] += 1  # the batch's other parts in flight no longer count
                 split.pop(step.position, None)
+                run_wide = _run_wide(error, location, batch_ids[step.source])
+                if run_wide is not None and fault is None:
+                    fault = run_wide
+                    error = run_wide
                 if isinstance(error, StaleStagingError) and not step.fresh and step.planned:
                     redo = step._replace(
                         stage="extract", fresh=True, part=None, attempt=attempt[step.position]
@@ -387,7 +430,9 @@ def _run_batches(
                     note = f"{step.failure.error} (not recorded in batches: {error})"
                     finish(step, step.failure.model_copy(update={"error": note}))
                 else:
-                    failure = stages.failed_outcome(step.source, error, step.started_at, run_id)
+                    failure = stages.failed_outcome(
+                        step.source, error, step.started_at, run_id, batch_ids[step.source]
+                    )
                     following = step._replace(
                         stage="record", failure=failure, part=None, attempt=attempt[step.position]
                     )
@@ -431,7 +476,39 @@ def _run_batches(
                 finish(step, future.result())
             commit_next()
             start_batches()
-    return outcomes
+    if fault is not None:
+        for position, source in [*waiting, *((p, ready[p][0].source) for p in sorted(ready))]:
+            step = _Step("plan", position, source, datetime.now(UTC))
+            finish(step, _not_attempted(step, batch_ids[source], fault, run_id))
+    return outcomes, fault
+
+
+def _run_wide(error: BaseException, location: str, batch_id: str) -> RunWideError | None:
+    """The run-wide fault a failed task stands for: one its task already named (a full
+    disk, a denied permission), or a warehouse that stayed unreachable, or held by another
+    program, through all the retries. Anything else is the batch's own failure."""
+    if isinstance(error, RunWideError):
+        return error
+    if isinstance(error, WarehouseUnavailableError | WarehouseBusyError):
+        return classify(error, Place.WAREHOUSE, location, batch_id)
+    return None
+
+
+def _not_attempted(
+    step: _Step, batch_id: str, fault: RunWideError, run_id: str | None
+) -> BatchOutcome:
+    """A batch the run did not load because a run-wide fault stopped it first; nothing of it
+    was written, so the next run takes it up as if new (its cached stages are reused)."""
+    return BatchOutcome(
+        batch_id=batch_id,
+        source=str(step.source),
+        sha256=None,
+        status=BatchStatus.NOT_ATTEMPTED,
+        error=f"{step.source}: not attempted, the run stopped: {fault}",
+        started_at=step.started_at,
+        finished_at=datetime.now(UTC),
+        flow_run_id=run_id,
+    )
 
 
 class _Step(NamedTuple):
@@ -491,6 +568,7 @@ def run_etl(
     as_of: datetime | None = None,
     profile: str | None = None,
     report: Path | None = None,
+    landing_root: Path | None = None,
 ) -> RunSummary:
     """Run the flow on the task runner settings ask for (the entry point the CLI uses)."""
     return etl_flow.with_options(task_runner=task_runner_for(settings))(
@@ -503,4 +581,5 @@ def run_etl(
         settings=settings,
         profile=profile,
         report=report,
+        landing_root=landing_root,
     )

@@ -6,6 +6,7 @@ passes through Prefect's result store.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from functools import partial
 from pathlib import Path
@@ -21,14 +22,15 @@ from prefect.transactions import CommitMode, Transaction, transaction
 from salesflow import stages
 from salesflow.anomalies import Anomaly, AnomalyRules, check_days, describe, loaded_dates
 from salesflow.errors import SalesflowError, StaleStagingError, TransientError
+from salesflow.faults import Place, named_faults
 from salesflow.flows.artifacts import publish_anomalies
 from salesflow.flows.caching import stage_key, transform_key, validate_key
 from salesflow.flows.concurrency import ensure_limit, warehouse_slot
-from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus
+from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, staging_name
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
 from salesflow.warehouse import open_warehouse
-from salesflow.warehouse.base import LoadPolicy, Warehouse
+from salesflow.warehouse.base import LoadPolicy, SourceIndex, Warehouse
 
 
 def is_transient_failure(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -72,38 +74,58 @@ RETRY_OPTIONS: dict[str, Any] = {
 
 
 @task(name="prepare-warehouse", **STAGE_OPTIONS, **RETRY_OPTIONS)
-def prepare_warehouse(warehouse_location: str, concurrency_limit: str | None = None) -> str:
-    """Open the warehouse up front (creating its tables) so a bad location fails the run early,
-    and make sure the global concurrency limit its loads hold exists."""
+def prepare_warehouse(
+    warehouse_location: str,
+    concurrency_limit: str | None = None,
+    landing_root: Path | None = None,
+) -> str:
+    """Open the warehouse up front (creating its tables, upgrading an older one) so a bad
+    location fails the run early, and make sure the global concurrency limit its loads hold
+    exists."""
     ensure_limit(concurrency_limit)
-    with warehouse_slot(concurrency_limit):
-        open_warehouse(warehouse_location).ensure_schema()
+    with (
+        named_faults(Place.WAREHOUSE, warehouse_location),
+        warehouse_slot(concurrency_limit),
+    ):
+        warehouse = open_warehouse(warehouse_location)
+        warehouse.ensure_schema()
+        warehouse.upgrade(landing_root)
     return warehouse_location
 
 
 @task(name="read-fingerprints", **STAGE_OPTIONS, **RETRY_OPTIONS)
-def read_fingerprints(warehouse_location: str) -> dict[str, str]:
-    """What the warehouse holds, batch id -> sha256, read once for all of a run's plans.
+def read_fingerprints(warehouse_location: str) -> SourceIndex:
+    """What the warehouse holds (batch ids, sources, loaded sha256), read once for all of a
+    run's plans.
 
     One read instead of one per batch: a plan that asked the warehouse itself would wait for
     whichever load holds the file, and keep a worker idle meanwhile. A batch another run loads
     after this read is still caught: the load finds it committed and records a skip.
     """
-    return open_warehouse(warehouse_location).loaded_fingerprints()
+    with named_faults(Place.WAREHOUSE, warehouse_location):
+        return open_warehouse(warehouse_location).source_index()
 
 
 @task(name="plan", **STAGE_OPTIONS, **RETRY_OPTIONS)
 def plan_batch(
     source: Path,
-    loaded_sha256: str | None,
+    batch_id: str,
+    loaded: SourceIndex | None,
     force: bool,
     profile: str | None = None,
     profile_columns: dict[str, str] | None = None,
 ) -> BatchManifest:
-    """Fingerprint one landing file; skip it when the warehouse holds it unchanged
-    (`loaded_sha256`, from read-fingerprints)."""
-    manifest = stages.plan(source, loaded_sha256, force, profile, profile_columns)
-    if manifest.skipped:
+    """Fingerprint one landing file; skip it when the warehouse holds it unchanged, or holds
+    its content as another batch (`loaded`, from read-fingerprints)."""
+    manifest = stages.plan(source, loaded, force, profile, profile_columns, batch_id=batch_id)
+    if manifest.duplicate_of is not None:
+        get_run_logger().warning(
+            "batch=%s stage=plan status=skipped same_content_as=%s sha256=%s",
+            manifest.batch_id,
+            manifest.duplicate_of,
+            manifest.sha256[:12],
+        )
+    elif manifest.skipped:
         get_run_logger().info(
             "batch=%s stage=plan status=skipped sha256=%s",
             manifest.batch_id,
@@ -120,7 +142,8 @@ CACHED_OPTIONS: dict[str, Any] = {"persist_result": True}
 @task(name="extract", cache_key_fn=stage_key, **CACHED_OPTIONS, **RETRY_OPTIONS)
 def extract_batch(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
     """Stage one landing file as text-typed Parquet."""
-    staged = stages.stage(manifest, staging_root)
+    with named_faults(Place.STAGING, str(staging_root), manifest.batch_id):
+        staged = stages.stage(manifest, staging_root)
     get_run_logger().info(
         "batch=%s stage=extract rows_in=%d columns=%d",
         staged.batch_id,
@@ -133,7 +156,8 @@ def extract_batch(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
 @task(name="validate", retries=0, cache_key_fn=validate_key, **CACHED_OPTIONS)
 def validate_batch(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
     """Validate one staged batch; validation problems are data, never retried."""
-    checked = stages.validate(manifest, rules)
+    with _staging_faults(manifest):
+        checked = stages.validate(manifest, rules)
     if not checked.skipped:
         logger = get_run_logger()
         logger.info(
@@ -159,7 +183,8 @@ def validate_batch(manifest: BatchManifest, rules: ValidationRules) -> BatchMani
 @task(name="transform", retries=0, cache_key_fn=transform_key, **CACHED_OPTIONS)
 def transform_batch(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     """Enrich the valid rows of one batch into `sales` rows."""
-    enriched = stages.transform(manifest, bands)
+    with _staging_faults(manifest):
+        enriched = stages.transform(manifest, bands)
     if not enriched.skipped:
         get_run_logger().info(
             "batch=%s stage=transform rows=%d amount=%s",
@@ -212,8 +237,14 @@ def load_batch(
     rollback hook puts the previous version back. A load is done only when both committed.
     """
     warehouse = open_warehouse(warehouse_location)
-    undo_dir = undo_root / manifest.batch_id if undo_root and not manifest.skipped else None
-    with warehouse_slot(concurrency_limit), transaction(commit_mode=CommitMode.EAGER) as txn:
+    undo_dir = None
+    if undo_root is not None and not manifest.skipped:
+        undo_dir = undo_root / staging_name(manifest.batch_id)
+    with (
+        named_faults(Place.WAREHOUSE, warehouse.location, manifest.batch_id),
+        warehouse_slot(concurrency_limit),
+        transaction(commit_mode=CommitMode.EAGER) as txn,
+    ):
         outcome = stages.load(manifest, warehouse, flow_run_id, policy, undo_dir)
         if undo_dir is not None and outcome.status == BatchStatus.LOADED:
             txn.stage(
@@ -239,6 +270,12 @@ def load_batch(
     return outcome
 
 
+def _staging_faults(manifest: BatchManifest) -> contextlib.AbstractContextManager[None]:
+    """A stage writing its Parquet beside the batch's staged files: name a full disk there."""
+    folder = str(manifest.staging_dir) if manifest.staging_dir is not None else "staging"
+    return named_faults(Place.STAGING, folder, manifest.batch_id)
+
+
 def _restore_previous_version(
     warehouse: Warehouse, outcome: BatchOutcome, undo_dir: Path, txn: Transaction
 ) -> None:
@@ -262,7 +299,7 @@ def record_failure(
     outcome: BatchOutcome, warehouse_location: str, concurrency_limit: str | None = None
 ) -> BatchOutcome:
     """Write a failed batch to `batches`; its previously loaded rows are left as they were."""
-    with warehouse_slot(concurrency_limit):
+    with named_faults(Place.WAREHOUSE, warehouse_location), warehouse_slot(concurrency_limit):
         open_warehouse(warehouse_location).record_outcome(outcome)
     get_run_logger().error("batch=%s status=failed error=%r", outcome.batch_id, outcome.error)
     return outcome

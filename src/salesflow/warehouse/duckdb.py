@@ -8,26 +8,32 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 
-from salesflow.contract import CANONICAL_COLUMNS, CONTRACT_VERSION, SALES_COLUMNS, Reason
+from salesflow.contract import CONTRACT_VERSION, SALES_COLUMNS, Reason
 from salesflow.errors import LoadTimeoutError, UsageError, WarehouseBusyError
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
 from salesflow.warehouse.base import (
+    BATCH_TABLES,
+    CONTENT_LOADED_ELSEWHERE_SQL,
     DAILY_SALES_SELECT,
     DELETE_ANOMALIES_SQL,
+    EARLIER_IDS_OF_SOURCE_SQL,
     INSERT_ANOMALY_SQL,
     RECORD_ATTEMPT_SQL,
     RECORD_RUN_SQL,
+    RENAME_DERIVED_ORDER_IDS_SQL,
     SAVE_WATERMARK_SQL,
+    SCHEMA_VERSION,
     TABLE_KEYS,
     LoadPolicy,
     Observed,
@@ -37,6 +43,7 @@ from salesflow.warehouse.base import (
     attempt_params,
     error_line,
     reconcile,
+    repeated_row_condition,
 )
 
 if TYPE_CHECKING:
@@ -115,6 +122,10 @@ CREATE TABLE IF NOT EXISTS watermarks (
     watermark   TIMESTAMPTZ NOT NULL,
     updated_at  TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS schema_version (
+    version      INTEGER NOT NULL,
+    upgraded_at  TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS anomalies (
     order_date   DATE NOT NULL,
     region       VARCHAR NOT NULL,
@@ -140,15 +151,38 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-# Staged rows identical in every contract field to a row another batch loaded. Only the dates
-# the batch spans are searched, so the cost follows the batch, not the warehouse.
-_REPEATED_ROWS = (
-    "WITH span AS (SELECT min(order_date) AS first, max(order_date) AS last FROM staged_sales) "
-    "SELECT s.source_row, s.total FROM staged_sales s SEMI JOIN "
-    "(SELECT w.* FROM sales w, span WHERE w.order_date BETWEEN span.first AND span.last "
-    "AND w.batch_id <> ?) w ON "
-    + " AND ".join(f"w.{column} IS NOT DISTINCT FROM s.{column}" for column in CANONICAL_COLUMNS)
-)
+def _repeated_rows(derived_order_ids: bool) -> str:
+    """Staged rows repeating a row another batch loaded (see base.repeated_row_condition).
+    Only the dates the batch spans are searched, so the cost follows the batch, not the
+    warehouse. Parameter: the batch id."""
+    return (
+        "WITH span AS (SELECT min(order_date) AS first, max(order_date) AS last "
+        "FROM staged_sales) SELECT s.source_row, s.total FROM staged_sales s SEMI JOIN "
+        "(SELECT w.* FROM sales w, span WHERE w.order_date BETWEEN span.first AND span.last "
+        f"AND w.batch_id <> ?) w ON {repeated_row_condition(derived_order_ids)}"
+    )
+
+
+def _batches_repeated(derived_order_ids: bool) -> str:
+    """The batches holding the rows of `repeated`, for the message. Parameter: the batch id."""
+    return (
+        "SELECT DISTINCT w.batch_id FROM staged_sales s "
+        "JOIN sales w ON w.batch_id <> ? AND w.order_date = s.order_date AND "
+        f"{repeated_row_condition(derived_order_ids)} "
+        "WHERE s.source_row IN (SELECT source_row FROM repeated) ORDER BY 1 LIMIT 3"
+    )
+
+
+def _rename_batch(con: duckdb.DuckDBPyConnection, old: str, new: str) -> None:
+    """Give a batch a new id in every table, derived order ids included."""
+    for table in BATCH_TABLES:
+        con.execute(f"UPDATE {table} SET batch_id = ? WHERE batch_id = ?", [new, old])
+    con.execute(RENAME_DERIVED_ORDER_IDS_SQL, [new, new, old])
+
+
+def _derived_order_ids(manifest: BatchManifest) -> bool:
+    """Whether the batch's order ids were derived from its name (its file has none)."""
+    return "order_id" not in manifest.column_map
 
 
 def _identifier(name: str) -> str:
@@ -157,16 +191,40 @@ def _identifier(name: str) -> str:
 
 LOCK_WAIT_SECONDS = 600.0
 
+QUERY_ONLY_READS = "the query may only read the warehouse"
+# How DuckDB says a confined query tried to write or to lift the limits.
+_REFUSED_SIGNS = ("configuration has been locked", "read-only mode")
+
+
+def _open_lock_file(lock_path: Path, required: bool) -> IO[str] | None:
+    """The lock file, created if need be; for a reader that may not create it (a read-only
+    file or directory) an existing one opened read-only (flock needs no write access), else
+    None: no writer can write there either, so there is no one to take turns with."""
+    try:
+        return lock_path.open("a")
+    except OSError:
+        if required:
+            raise
+    try:
+        return lock_path.open("r")
+    except OSError:
+        return None
+
 
 @contextmanager
-def _file_lock(lock_path: Path, wait_seconds: float) -> Iterator[None]:
+def _file_lock(lock_path: Path, wait_seconds: float, required: bool = True) -> Iterator[None]:
     """Serialise every salesflow process's use of one DuckDB file.
 
     DuckDB lets only one process open a file at a time; without this, overlapping runs would
     fail each other with lock errors instead of taking turns. The lock dies with its process.
+    A reader (`required=False`) that cannot open the lock file goes on without it.
     """
     deadline = time.monotonic() + wait_seconds
-    with lock_path.open("a") as handle:
+    opened = _open_lock_file(lock_path, required)
+    if opened is None:
+        yield
+        return
+    with opened as handle:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -186,20 +244,42 @@ def _file_lock(lock_path: Path, wait_seconds: float) -> Iterator[None]:
 
 @contextmanager
 def _interrupt_after(con: duckdb.DuckDBPyConnection, seconds: float | None) -> Iterator[None]:
-    """A statement timeout DuckDB lacks: interrupt the connection when time is up.
+    """A statement timeout DuckDB lacks: interrupt the connection when time is up, and again
+    every INTERRUPT_REPEAT_SECONDS until the block ends, since an interrupt that arrives
+    between two statements is lost and the load would run on past its limit.
 
     Prefect cannot stop a synchronous task running in a worker thread; the database can.
     """
     if seconds is None:
         yield
         return
-    timer = threading.Timer(seconds, con.interrupt)
-    timer.daemon = True
+    done = threading.Event()
+
+    def interrupt_until_done() -> None:
+        if done.wait(seconds):
+            return
+        while not done.is_set():
+            con.interrupt()
+            done.wait(INTERRUPT_REPEAT_SECONDS)
+
+    timer = threading.Thread(target=interrupt_until_done, daemon=True)
     timer.start()
     try:
         yield
     finally:
-        timer.cancel()
+        done.set()
+        timer.join()
+
+
+INTERRUPT_REPEAT_SECONDS = 0.05
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back, never hiding why: after a fatal error (a full disk) DuckDB has already
+    ended the transaction, and its "cannot rollback - no transaction is active" would replace
+    the real cause in the message the operator sees."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Any:
@@ -240,11 +320,15 @@ class DuckDBWarehouse(SqlQueries):
             raise UsageError(
                 f"{self.location}: no warehouse yet; run `salesflow run` or `salesflow demo` first"
             )
-        with self._turn(), self._open(read_only=True) as connection:
+        with self._turn(required=False), self._open(read_only=True) as connection:
             yield connection
 
-    def _turn(self) -> contextlib.AbstractContextManager[None]:
-        return _file_lock(self.path.with_name(self.path.name + ".lock"), LOCK_WAIT_SECONDS)
+    def _turn(self, required: bool = True) -> contextlib.AbstractContextManager[None]:
+        """The cross-process lock; a reader does without it where it cannot open the lock file
+        (a read-only warehouse file or directory, where no writer can write either)."""
+        return _file_lock(
+            self.path.with_name(self.path.name + ".lock"), LOCK_WAIT_SECONDS, required
+        )
 
     @contextmanager
     def _open(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -290,7 +374,7 @@ class DuckDBWarehouse(SqlQueries):
                 yield con
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
 
     def load_batch(
@@ -305,10 +389,18 @@ class DuckDBWarehouse(SqlQueries):
         with self._writer() as con, _interrupt_after(con, policy.timeout_seconds):
             con.execute("BEGIN TRANSACTION")
             try:
+                self._adopt_earlier_ids(con, batch_id, manifest.source, always=True)
                 if not manifest.force and self._holds(con, batch_id, manifest.sha256):
                     # Another run loaded this very content since our extract looked: loading
                     # it again would do nothing but churn, so this attempt is a skip.
                     skipped = skipped_outcome(manifest, flow_run_id)
+                    self._record_attempt(con, skipped)
+                    con.execute("COMMIT")
+                    return skipped
+                elsewhere = _scalar(con, CONTENT_LOADED_ELSEWHERE_SQL, [manifest.sha256, batch_id])
+                if elsewhere is not None and not manifest.force:
+                    # The same bytes under a second name would count every row twice.
+                    skipped = skipped_outcome(manifest, flow_run_id, duplicate_of=elsewhere)
                     self._record_attempt(con, skipped)
                     con.execute("COMMIT")
                     return skipped
@@ -364,7 +456,15 @@ class DuckDBWarehouse(SqlQueries):
                         [batch_id],
                     ).fetchall()
                 )
-                policy.check_reject_share(manifest, rejected, reason_counts)
+                duplicates_of: list[str] = []
+                if moved:
+                    duplicates_of = [
+                        row[0]
+                        for row in con.execute(
+                            _batches_repeated(_derived_order_ids(manifest)), [batch_id]
+                        ).fetchall()
+                    ]
+                policy.check_reject_share(manifest, rejected, reason_counts, duplicates_of)
                 self._refresh_daily_sales(
                     con, [row[0] for row in old_dates] + list(new_dates or [])
                 )
@@ -386,17 +486,18 @@ class DuckDBWarehouse(SqlQueries):
                 self._insert_batch(con, outcome)
                 con.execute("COMMIT")
             except duckdb.InterruptException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise LoadTimeoutError(
                     manifest.source,
                     f"load took longer than {policy.timeout_seconds} s and was rolled back; "
                     "raise load_timeout_seconds or split the file",
                 ) from None
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
             finally:
-                con.execute("DROP VIEW IF EXISTS staged_sales; DROP TABLE IF EXISTS repeated")
+                with contextlib.suppress(duckdb.Error):  # as for the rollback: keep the cause
+                    con.execute("DROP VIEW IF EXISTS staged_sales; DROP TABLE IF EXISTS repeated")
         return outcome
 
     @staticmethod
@@ -466,7 +567,9 @@ class DuckDBWarehouse(SqlQueries):
             )
             return 0, 0
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE repeated AS {_REPEATED_ROWS}", [manifest.batch_id]
+            "CREATE OR REPLACE TEMP TABLE repeated AS "
+            + _repeated_rows(_derived_order_ids(manifest)),
+            [manifest.batch_id],
         )
         moved, moved_amount = con.execute(
             "SELECT count(*), coalesce(sum(total), 0) FROM repeated"
@@ -540,11 +643,62 @@ class DuckDBWarehouse(SqlQueries):
 
     def _record_attempt(self, con: duckdb.DuckDBPyConnection, outcome: BatchOutcome) -> None:
         """Status, error, times and run of the latest attempt; loaded rows and counts stay."""
+        self._adopt_earlier_ids(con, outcome.batch_id, outcome.source, always=False)
         exists = _scalar(con, "SELECT count(*) FROM batches WHERE batch_id = ?", [outcome.batch_id])
         if not exists:
             self._insert_batch(con, outcome)
             return
         con.execute(RECORD_ATTEMPT_SQL, attempt_params(outcome))
+
+    @staticmethod
+    def _adopt_earlier_ids(
+        con: duckdb.DuckDBPyConnection, batch_id: str, source: str, always: bool
+    ) -> None:
+        """Rename the batches recorded for this source under another id (an older
+        salesflow's bare file names, another landing root) to its id, so one source is one
+        batch. A load always does (it then replaces all of them); recording an attempt only
+        when the id is not taken yet, so `batches` never holds an id twice."""
+        earlier = [
+            row[0] for row in con.execute(EARLIER_IDS_OF_SOURCE_SQL, [source, batch_id]).fetchall()
+        ]
+        if not earlier:
+            return
+        if not always and _scalar(
+            con, "SELECT count(*) FROM batches WHERE batch_id = ?", [batch_id]
+        ):
+            return
+        for old in earlier:
+            _rename_batch(con, old, batch_id)
+
+    def upgrade(self, landing_root: Path | None) -> None:
+        """Bring an older warehouse to SCHEMA_VERSION, in one transaction.
+
+        1 -> 2: batch ids were bare file names; each batch whose source file is still there
+        takes its id from its path (sources.files.batch_identity under `landing_root`). A
+        batch whose file is gone keeps its id until its source is loaded again, when the load
+        adopts it by its recorded source. A newer warehouse is refused, not rewritten.
+        """
+        from salesflow.sources.files import batch_identity
+
+        with self._write_transaction() as con:
+            version = _scalar(con, "SELECT max(version) FROM schema_version", [])
+            if version is not None and version > SCHEMA_VERSION:
+                raise UsageError(
+                    f"{self.location}: warehouse schema version {version} is newer than this "
+                    f"salesflow's ({SCHEMA_VERSION}); upgrade salesflow to write to it"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            for batch_id, source in con.execute("SELECT batch_id, source FROM batches").fetchall():
+                path = Path(source)
+                if not path.is_absolute() or not path.is_file():
+                    continue
+                wanted = batch_identity(path, landing_root)
+                taken = _scalar(con, "SELECT count(*) FROM batches WHERE batch_id = ?", [wanted])
+                if wanted != batch_id and not taken:
+                    _rename_batch(con, batch_id, wanted)
+            con.execute("DELETE FROM schema_version")
+            con.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION])
 
     def record_run(
         self,
@@ -586,12 +740,17 @@ class DuckDBWarehouse(SqlQueries):
                 f"read_parquet({_sql_string(str(manifest.sales_path))})"
             )
             rows = con.execute(
-                f"SELECT source_row FROM ({_REPEATED_ROWS}) ORDER BY 1", [manifest.batch_id]
+                f"SELECT source_row FROM ({_repeated_rows(_derived_order_ids(manifest))}) "
+                "ORDER BY 1",
+                [manifest.batch_id],
             ).fetchall()
         return [row[0] for row in rows]
 
     def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self._connect() as con:
+        """Run one of salesflow's read queries: on a read-only connection once the file
+        exists, so `rejects`, `report` and `status` read a warehouse they cannot write."""
+        opened = self.reader() if self.path.exists() else self._connect()
+        with opened as con:
             return con.execute(sql, params or []).fetchall()
 
     def holds_data(self) -> bool:
@@ -606,15 +765,39 @@ class DuckDBWarehouse(SqlQueries):
         return bool(row and row[0])
 
     def query(self, sql: str, limit: int) -> QueryResult:
-        """A user's query on a read-only connection (see `reader`), so it cannot change the
-        warehouse and waits for a running load instead of failing on the file lock."""
-        try:
-            with self.reader() as con:
+        """A user's query, which may only read the warehouse: one statement, on a read-only
+        connection (see `reader`) that, once the file is open, may touch no other file, no
+        extension and no network (`enable_external_access = false`) and change no setting
+        (`lock_configuration = true`; SET, RESET and PRAGMA cannot lift the limits). DuckDB
+        spills to a private temporary folder, removed afterwards, not next to the warehouse."""
+        # The folder outlives the connection, which may hold files in it until it closes.
+        with tempfile.TemporaryDirectory(prefix="salesflow-query-") as spill, self.reader() as con:
+            try:
+                count = len(con.extract_statements(sql))
+                if count == 0:
+                    raise UsageError("empty query: give a SQL statement")
+                if count > 1:
+                    raise UsageError(
+                        f"query failed: {QUERY_ONLY_READS}; give one statement, not {count}"
+                    )
+                for setting in (
+                    f"temp_directory = {_sql_string(spill)}",
+                    "python_enable_replacements = false",  # no scans of Python variables
+                    "enable_external_access = false",
+                    "lock_configuration = true",
+                ):
+                    con.execute(f"SET {setting}")
                 cursor = con.execute(sql)
                 columns = [column[0] for column in cursor.description or []]
                 rows = cursor.fetchmany(limit) if cursor.description else []
-        except duckdb.Error as error:
-            raise UsageError(f"query failed: {error_line(error)}") from None
+            except duckdb.Error as error:
+                if isinstance(error, duckdb.PermissionException) or any(
+                    sign in str(error) for sign in _REFUSED_SIGNS
+                ):
+                    raise UsageError(
+                        f"query failed: {QUERY_ONLY_READS} ({error_line(error)})"
+                    ) from None
+                raise UsageError(f"query failed: {error_line(error)}") from None
         return QueryResult(columns, rows)
 
     def table_checksum(self, table: str) -> str:

@@ -23,7 +23,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from salesflow.contract import CANONICAL_COLUMNS, CONTRACT_VERSION, SALES_COLUMNS, Reason
+from salesflow.contract import CONTRACT_VERSION, SALES_COLUMNS, Reason
 from salesflow.errors import (
     LoadTimeoutError,
     UsageError,
@@ -34,12 +34,17 @@ from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped
 from salesflow.pg_url import PostgresUrl, connect_failure, first_line, is_postgres_url
 from salesflow.sources.files import SOURCE_ROW
 from salesflow.warehouse.base import (
+    BATCH_TABLES,
+    CONTENT_LOADED_ELSEWHERE_SQL,
     DAILY_SALES_SELECT,
     DELETE_ANOMALIES_SQL,
+    EARLIER_IDS_OF_SOURCE_SQL,
     INSERT_ANOMALY_SQL,
     RECORD_ATTEMPT_SQL,
     RECORD_RUN_SQL,
+    RENAME_DERIVED_ORDER_IDS_SQL,
     SAVE_WATERMARK_SQL,
+    SCHEMA_VERSION,
     TABLE_KEYS,
     LoadPolicy,
     Observed,
@@ -49,6 +54,7 @@ from salesflow.warehouse.base import (
     attempt_params,
     error_line,
     reconcile,
+    repeated_row_condition,
 )
 
 if TYPE_CHECKING:
@@ -149,6 +155,10 @@ CREATE TABLE IF NOT EXISTS {s}.anomalies (
     detected_at  timestamptz NOT NULL,
     flow_run_id  text
 );
+CREATE TABLE IF NOT EXISTS {s}.schema_version (
+    version      integer NOT NULL,
+    upgraded_at  timestamptz NOT NULL
+);
 CREATE INDEX IF NOT EXISTS anomalies_order_date ON {s}.anomalies (order_date);
 -- DuckDB's list_contains, so queries salesflow (and analysts) write for DuckDB run here too.
 CREATE OR REPLACE FUNCTION {s}.list_contains(anyarray, anyelement) RETURNS boolean
@@ -162,20 +172,35 @@ BATCH_COLUMNS = (
 
 # Columns of `sales` that are NOT NULL compare with `=`, so PostgreSQL can hash-join on them;
 # the nullable ones with IS NOT DISTINCT FROM. Together: identical in every contract field,
-# exactly the rule of DuckDB's _REPEATED_ROWS.
+# exactly the rule of DuckDB's _repeated_rows.
 _NULLABLE = ("customer_id", "product", "category")
-_REPEATED_ROWS = (
-    "SELECT s.source_row, s.total FROM staged_sales s WHERE EXISTS (SELECT 1 FROM {s}.sales w "
-    "WHERE w.order_date BETWEEN (SELECT min(order_date) FROM staged_sales) "
-    "AND (SELECT max(order_date) FROM staged_sales) AND w.batch_id <> %s AND "
-    + " AND ".join(
-        f"w.{column} IS NOT DISTINCT FROM s.{column}"
-        if column in _NULLABLE
-        else f"w.{column} = s.{column}"
-        for column in CANONICAL_COLUMNS
+
+
+def _repeated_rows(derived_order_ids: bool) -> str:
+    """Staged rows repeating a row another batch loaded, in the dates the batch spans (see
+    base.repeated_row_condition). Parameter: the batch id."""
+    return (
+        "SELECT s.source_row, s.total FROM staged_sales s WHERE EXISTS (SELECT 1 FROM {s}.sales w "
+        "WHERE w.order_date BETWEEN (SELECT min(order_date) FROM staged_sales) "
+        "AND (SELECT max(order_date) FROM staged_sales) AND w.batch_id <> %s AND "
+        f"{repeated_row_condition(derived_order_ids, _NULLABLE)})"
     )
-    + ")"
-)
+
+
+def _batches_repeated(derived_order_ids: bool) -> str:
+    """The batches holding the rows of `repeated`, for the message. Parameter: the batch id."""
+    same_row = repeated_row_condition(derived_order_ids, _NULLABLE)
+    return (
+        "SELECT DISTINCT w.batch_id FROM staged_sales s JOIN {s}.sales w ON w.batch_id <> %s "
+        f"AND w.order_date = s.order_date AND {same_row} "
+        "WHERE s.source_row IN (SELECT source_row FROM repeated) ORDER BY 1 LIMIT 3"
+    )
+
+
+def _derived_order_ids(manifest: BatchManifest) -> bool:
+    """Whether the batch's order ids were derived from its name (its file has none)."""
+    return "order_id" not in manifest.column_map
+
 
 # Quoted strings, quoted identifiers and comments, where a `?` is not a placeholder.
 _QUOTED_OR_PLACEHOLDER = re.compile(
@@ -355,10 +380,19 @@ class PostgresWarehouse(SqlQueries):
         policy = policy or LoadPolicy()
         batch_id = manifest.batch_id
         with self._write_transaction(manifest.source, policy.timeout_seconds) as con:
+            self._adopt_earlier_ids(con, batch_id, manifest.source, always=True)
             if not manifest.force and self._holds(con, batch_id, manifest.sha256):
                 # Another run loaded this very content since our extract looked: loading it
                 # again would do nothing but churn, so this attempt is a skip.
                 skipped = skipped_outcome(manifest, flow_run_id)
+                self._record_attempt(con, skipped)
+                return skipped
+            found = con.execute(
+                _psycopg_placeholders(CONTENT_LOADED_ELSEWHERE_SQL), [manifest.sha256, batch_id]
+            ).fetchone()
+            if found and found[0] is not None and not manifest.force:
+                # The same bytes under a second name would count every row twice.
+                skipped = skipped_outcome(manifest, flow_run_id, duplicate_of=found[0])
                 self._record_attempt(con, skipped)
                 return skipped
             if undo_dir is not None:
@@ -376,7 +410,7 @@ class PostgresWarehouse(SqlQueries):
                     "(SELECT 1 FROM repeated r WHERE r.source_row = s.source_row)"
                 )
             )
-            rejected_rows = pl.read_parquet(manifest.rejected_path)
+            rejected_rows = pl.read_parquet(manifest.rejected_path, glob=False)
             with con.cursor() as cursor:
                 _copy_frame(
                     cursor,
@@ -416,7 +450,15 @@ class PostgresWarehouse(SqlQueries):
                     [batch_id],
                 ).fetchall()
             )
-            policy.check_reject_share(manifest, rejected, reason_counts)
+            duplicates_of: list[str] = []
+            if moved:
+                duplicates_of = [
+                    row[0]
+                    for row in con.execute(
+                        self._sql(_batches_repeated(_derived_order_ids(manifest))), [batch_id]
+                    ).fetchall()
+                ]
+            policy.check_reject_share(manifest, rejected, reason_counts, duplicates_of)
             self._refresh_daily_sales(con, old_dates + self._dates_of(con, batch_id))
             outcome = BatchOutcome(
                 batch_id=batch_id,
@@ -463,7 +505,7 @@ class PostgresWarehouse(SqlQueries):
         """COPY the transformed rows into a temporary table shaped like `sales`, dropped at
         commit: the duplicate check and the insert read it inside the transaction."""
         con.execute(self._sql("CREATE TEMP TABLE staged_sales (LIKE {s}.sales) ON COMMIT DROP"))
-        sales = pl.read_parquet(manifest.sales_path, columns=list(SALES_COLUMNS))
+        sales = pl.read_parquet(manifest.sales_path, columns=list(SALES_COLUMNS), glob=False)
         with con.cursor() as cursor:
             _copy_frame(cursor, sql.Identifier("staged_sales"), sales)
         con.execute("ANALYZE staged_sales")
@@ -484,7 +526,10 @@ class PostgresWarehouse(SqlQueries):
             )
             return 0, Decimal(0)
         con.execute(
-            self._sql(f"CREATE TEMP TABLE repeated ON COMMIT DROP AS {_REPEATED_ROWS}"),
+            self._sql(
+                "CREATE TEMP TABLE repeated ON COMMIT DROP AS "
+                + _repeated_rows(_derived_order_ids(manifest))
+            ),
             [manifest.batch_id],
         )
         moved, moved_amount = con.execute(
@@ -494,7 +539,7 @@ class PostgresWarehouse(SqlQueries):
             rows = [row[0] for row in con.execute("SELECT source_row FROM repeated").fetchall()]
             # The record as read, JSON-encoded as validation encodes the rows it rejects.
             quarantined = (
-                pl.scan_parquet(manifest.raw_path)
+                pl.scan_parquet(manifest.raw_path, glob=False)
                 .filter(pl.col(SOURCE_ROW).is_in(rows))
                 .select(
                     pl.lit(manifest.batch_id).alias("batch_id"),
@@ -515,10 +560,12 @@ class PostgresWarehouse(SqlQueries):
         Polars: the raw quantity and price of the staged rows are copied in as text, and only
         rows now in `sales` count."""
         raw = (
-            pl.scan_parquet(manifest.raw_path)
+            pl.scan_parquet(manifest.raw_path, glob=False)
             .with_columns(pl.col(SOURCE_ROW).cast(pl.Int64))
             .join(
-                pl.scan_parquet(manifest.sales_path).select(pl.col("source_row").cast(pl.Int64)),
+                pl.scan_parquet(manifest.sales_path, glob=False).select(
+                    pl.col("source_row").cast(pl.Int64)
+                ),
                 left_on=SOURCE_ROW,
                 right_on="source_row",
                 how="semi",
@@ -650,10 +697,68 @@ class PostgresWarehouse(SqlQueries):
 
     def _record_attempt(self, con: psycopg.Connection[Any], outcome: BatchOutcome) -> None:
         """Status, error, times and run of the latest attempt; loaded rows and counts stay."""
+        self._adopt_earlier_ids(con, outcome.batch_id, outcome.source, always=False)
         if not self._count(con, "batches", outcome.batch_id):
             self._insert_batch(con, outcome)
             return
         con.execute(_psycopg_placeholders(RECORD_ATTEMPT_SQL), attempt_params(outcome))
+
+    def _adopt_earlier_ids(
+        self, con: psycopg.Connection[Any], batch_id: str, source: str, always: bool
+    ) -> None:
+        """Rename the batches recorded for this source under another id to its id, as
+        DuckDBWarehouse._adopt_earlier_ids does (a load always, an attempt only when the id is
+        not taken yet)."""
+        earlier = [
+            row[0]
+            for row in con.execute(
+                _psycopg_placeholders(EARLIER_IDS_OF_SOURCE_SQL), [source, batch_id]
+            ).fetchall()
+        ]
+        if not earlier or (not always and self._count(con, "batches", batch_id)):
+            return
+        for old in earlier:
+            self._rename_batch(con, old, batch_id)
+
+    def _rename_batch(self, con: psycopg.Connection[Any], old: str, new: str) -> None:
+        """Give a batch a new id in every table, derived order ids included."""
+        for table in BATCH_TABLES:
+            con.execute(
+                self._sql(
+                    "UPDATE {s}.{t} SET batch_id = %s WHERE batch_id = %s",
+                    t=sql.Identifier(table),
+                ),
+                [new, old],
+            )
+        con.execute(_psycopg_placeholders(RENAME_DERIVED_ORDER_IDS_SQL), [new, new, old])
+
+    def upgrade(self, landing_root: Path | None) -> None:
+        """Bring an older warehouse to SCHEMA_VERSION in one transaction, as
+        DuckDBWarehouse.upgrade does; a newer one is refused."""
+        from salesflow.sources.files import batch_identity
+
+        with self._write_transaction() as con:
+            row = con.execute(self._sql("SELECT max(version) FROM {s}.schema_version")).fetchone()
+            version = row[0] if row else None
+            if version is not None and version > SCHEMA_VERSION:
+                raise UsageError(
+                    f"{self.location}: warehouse schema version {version} is newer than this "
+                    f"salesflow's ({SCHEMA_VERSION}); upgrade salesflow to write to it"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            recorded = con.execute(self._sql("SELECT batch_id, source FROM {s}.batches")).fetchall()
+            for batch_id, source in recorded:
+                path = Path(source)
+                if not path.is_absolute() or not path.is_file():
+                    continue
+                wanted = batch_identity(path, landing_root)
+                if wanted != batch_id and not self._count(con, "batches", wanted):
+                    self._rename_batch(con, batch_id, wanted)
+            con.execute(self._sql("DELETE FROM {s}.schema_version"))
+            con.execute(
+                self._sql("INSERT INTO {s}.schema_version VALUES (%s, now())"), [SCHEMA_VERSION]
+            )
 
     def record_run(
         self,
@@ -699,7 +804,8 @@ class PostgresWarehouse(SqlQueries):
             # which PostgreSQL would not let create one).
             self._stage_sales(con, manifest)
             rows = con.execute(
-                self._sql(f"{_REPEATED_ROWS} ORDER BY 1"), [manifest.batch_id]
+                self._sql(_repeated_rows(_derived_order_ids(manifest)) + " ORDER BY 1"),
+                [manifest.batch_id],
             ).fetchall()
             con.rollback()
         return [row[0] for row in rows]
@@ -725,17 +831,45 @@ class PostgresWarehouse(SqlQueries):
             con.rollback()
         return bool(row and row[0])
 
+    # The time limit of a user's query (statement_timeout): an analyst's runaway query must
+    # not hold a connection and a snapshot of a shared warehouse for ever.
+    QUERY_TIMEOUT_SECONDS: ClassVar[float] = 300.0
+    QUERY_ONLY_READS: ClassVar[str] = "the query may only read the warehouse"
+
+    @contextmanager
+    def _query_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection in a READ ONLY transaction whose statements stop after
+        QUERY_TIMEOUT_SECONDS; the caller rolls it back."""
+        with self._connect(read_only=True) as con:
+            con.execute(
+                "SELECT set_config('statement_timeout', %s, true)",
+                [_ms(self.QUERY_TIMEOUT_SECONDS)],
+            )
+            yield con
+
     def query(self, sql: str, limit: int) -> QueryResult:
-        """A user's query in a read-only transaction, rolled back, sent without parameters (so
-        a `%` or `?` in it stays as written). The rows come to the client in full, then are
-        cut to `limit`. A lost connection stays a WarehouseUnavailableError."""
-        with self._connect(read_only=True) as con, con.cursor() as cursor:
+        """A user's query, which may only read the warehouse: in a READ ONLY transaction with a
+        time limit, rolled back. It is prepared, so it travels by the extended protocol, which
+        takes one statement: `COMMIT; INSERT ...` cannot end the read-only transaction (the
+        simple protocol would run both). No parameters, so a `%` or `?` stays as written. The
+        rows come to the client in full, then are cut to `limit`. A lost connection stays a
+        WarehouseUnavailableError."""
+        with self._query_connection() as con, con.cursor() as cursor:
             try:
-                cursor.execute(sql)
+                cursor.execute(sql, prepare=True)
             except psycopg.Error as error:
                 if con.broken:
                     raise
-                raise UsageError(f"query failed: {error_line(error)}") from None
+                line = error_line(error)
+                if isinstance(error, psycopg.errors.QueryCanceled):
+                    line = f"stopped after {self.QUERY_TIMEOUT_SECONDS:g} s, the query time limit"
+                elif isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+                    raise UsageError(f"query failed: {self.QUERY_ONLY_READS} ({line})") from None
+                elif "multiple commands" in line:
+                    raise UsageError(
+                        f"query failed: {self.QUERY_ONLY_READS}; give one statement ({line})"
+                    ) from None
+                raise UsageError(f"query failed: {line}") from None
             columns = [column.name for column in cursor.description or []]
             rows = cursor.fetchmany(limit) if cursor.description is not None else []
             con.rollback()

@@ -43,7 +43,7 @@ def profile_stages(work_dir: Path, sources: list[Path]) -> dict[str, float]:
     seconds = dict.fromkeys(STAGES, 0.0)
     for source in sources:
         with timed(seconds, "plan"):
-            manifest = stages.plan(source, warehouse.loaded_sha256(source.name))
+            manifest = stages.plan(source, warehouse.source_index(), batch_id=source.name)
         with timed(seconds, "stage"):
             manifest = stages.stage(manifest, staging)
         with timed(seconds, "validate"):

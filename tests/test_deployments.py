@@ -152,12 +152,13 @@ def test_without_a_server_deploy_and_serve_say_so_in_one_line(tmp_path: Path, co
         "error: no Prefect server: set PREFECT_API_URL to a running one (start it with "
         "`salesflow server up`); Prefect's ephemeral API cannot run schedules or workers"
     )
-    assert unreachable.returncode == 1
+    assert unreachable.returncode == 3  # a run-wide fault
     (line,) = unreachable.stderr.strip().splitlines()
-    assert line.startswith(
-        f"error: cannot reach the Prefect server at http://127.0.0.1:{closed_port}/api ("
+    assert line == (
+        f"error: Prefect API unreachable at http://127.0.0.1:{closed_port}/api (connection "
+        "refused); start the server (`salesflow server up`) or fix PREFECT_API_URL (unset it to "
+        "use Prefect's ephemeral API)"
     )
-    assert line.endswith("); start it with `salesflow server up` or fix PREFECT_API_URL")
 
 
 def _worker_runs_once(env: dict[str, str], pool: str, cwd: Path) -> None:

@@ -294,14 +294,42 @@ def test_a_day_whose_file_never_arrived_fails_the_daily_run_naming_it(served: Se
 @pytest.mark.e2e
 def test_sigterm_stops_serve_cleanly_and_pauses_its_schedules(served: Served) -> None:
     """Last in this module: it stops the shared served process."""
+    started = time.monotonic()
     code, out, err = served.stop(signal.SIGTERM)
+    took = time.monotonic() - started
 
     assert code == 0, err
+    assert took < 5, took
     assert out.strip().splitlines()[-1] == "stopped serving; schedules paused"
     assert "Traceback" not in err and "Warning" not in err
     with client_of(served.server) as client:
         paused = [client.read_deployment_by_name(name).paused for name in DEPLOYMENTS]
     assert paused == [True] * len(DEPLOYMENTS)
+
+
+@pytest.mark.e2e
+def test_sigterm_stops_serve_within_5_s_when_its_server_is_gone(tmp_path: Path) -> None:
+    """The server stops first: the schedules cannot be paused, and Prefect's client would retry
+    the pause for minutes. serve says so in one line and exits 3 within 5 s."""
+    server = PrefectServer(tmp_path / "server-home").start()
+    try:
+        with serving(server, tmp_path / "served") as handle:
+            server.stop()
+            started = time.monotonic()
+            code, out, err = handle.stop(signal.SIGTERM)
+            took = time.monotonic() - started
+    finally:
+        server.stop()
+
+    assert code == 3, err
+    assert took < 5, took
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"error: stopped serving, schedules NOT paused: Prefect API unreachable at "
+        f"{server.api_url} (connection refused); start the server again, then `salesflow serve` "
+        "(or pause the schedules in the UI)"
+    ]
+    assert "stopped serving; schedules paused" not in out
 
 
 @pytest.mark.e2e

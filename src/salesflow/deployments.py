@@ -18,8 +18,9 @@ import yaml
 from prefect.schedules import Cron, Interval, RRule, Schedule
 
 from salesflow.config import Settings
-from salesflow.errors import PrefectUnavailableError, UsageError
+from salesflow.errors import PrefectApiError, UsageError, UserError
 from salesflow.flows import scheduled
+from salesflow.prefect_health import api_problem, check_api_reachable, exit_later
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -31,6 +32,9 @@ TAGS = ("salesflow", "scheduled")
 # Intervals count from midnight of a fixed day in the shop time zone, so a 15-minute poll runs at
 # :00, :15, :30 and :45 whenever the deployment was registered.
 INTERVAL_ANCHOR = datetime(2024, 1, 1)
+# How long `serve` gives its runner to stop its flow runs after a stop signal when the API is
+# gone (the schedules cannot be paused then): a service manager waits 5-10 s before SIGKILL.
+STOP_WITHOUT_API_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -149,29 +153,27 @@ def require_server() -> str:
     """The URL of a reachable Prefect server; one clear error line otherwise.
 
     Prefect's ephemeral API lives and dies with one command and runs neither the scheduler nor
-    workers, so schedules need a real server.
+    workers, so schedules need a real server: none configured is the user's to fix (exit 1); one
+    configured where nothing answers is a PrefectApiError (exit 3), said at once by a plain HTTP
+    request rather than after the client's retries.
     """
-    from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
     if not url:
-        raise PrefectUnavailableError(
+        raise UserError(
             "no Prefect server: set PREFECT_API_URL to a running one (start it with `salesflow "
             "server up`); Prefect's ephemeral API cannot run schedules or workers"
         )
-    with get_client(sync_client=True) as client:
-        problem = client.api_healthcheck()
-    if problem is not None:
-        reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
-        raise PrefectUnavailableError(
-            f"cannot reach the Prefect server at {url} ({reason}); start it with `salesflow "
-            "server up` or fix PREFECT_API_URL"
-        )
+    check_api_reachable(url)
     return url
 
 
-def serve_deployments(settings: Settings, on_ready: Callable[[], None] = lambda: None) -> None:
+def serve_deployments(
+    settings: Settings,
+    on_ready: Callable[[], None] = lambda: None,
+    api_url: str | None = None,
+) -> None:
     """Serve the deployments from this process until Ctrl-C or SIGTERM.
 
     What `prefect.serve` does, with one change: Ctrl-C and SIGTERM (a service manager's stop),
@@ -180,9 +182,15 @@ def serve_deployments(settings: Settings, on_ready: Callable[[], None] = lambda:
     sys.exit and a bare KeyboardInterrupt cancels the runner's tasks: either can skip or cut the
     pause, leaving schedules that fire while nothing serves them. A signal during registration
     stops the runner as soon as it has started. A second signal stops at once.
+
+    When the signal comes and the server at `api_url` no longer answers, the pause cannot be
+    made: Prefect's client would retry it for many minutes, so the runner gets
+    `STOP_WITHOUT_API_SECONDS` to stop its flow runs, then the process ends with a
+    PrefectApiError (exit 3) saying the schedules were not paused.
     """
     import asyncio
     import signal
+    import threading
 
     from prefect.runner import Runner
 
@@ -192,11 +200,21 @@ def serve_deployments(settings: Settings, on_ready: Callable[[], None] = lambda:
             self.stop_requested = False
             self.serving_loop: asyncio.AbstractEventLoop | None = None
             self.stop_task: asyncio.Task[None] | None = None
+            self.api_lost: PrefectApiError | None = None
+            self.deadline: threading.Timer | None = None
 
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
             if self.stop_requested:
                 raise KeyboardInterrupt
             self.stop_requested = True
+            problem = api_problem(api_url, timeout=1.0) if api_url else None
+            if api_url and problem is not None:
+                self.api_lost = PrefectApiError(
+                    f"stopped serving, schedules NOT paused: Prefect API unreachable at "
+                    f"{api_url} ({problem}); start the server again, then `salesflow serve` "
+                    "(or pause the schedules in the UI)"
+                )
+                self.deadline = exit_later(STOP_WITHOUT_API_SECONDS, self.api_lost)
             if self.serving_loop is not None:
                 self.serving_loop.call_soon_threadsafe(self.schedule_stop)
 
@@ -222,6 +240,10 @@ def serve_deployments(settings: Settings, on_ready: Callable[[], None] = lambda:
         signal.signal(signal_number, runner.handle_sigterm)
     on_ready()  # from here on, a signal stops serving cleanly
     asyncio.run(runner.serve(build_deployments(settings)))
+    if runner.api_lost is not None:  # the runner stopped within the deadline, unpaused
+        if runner.deadline is not None:
+            runner.deadline.cancel()
+        raise runner.api_lost
 
 
 def register_deployments(

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from salesflow.errors import PrefectUnavailableError, UsageError
+from salesflow.errors import PrefectApiError, UsageError
 from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.quality import SAMPLE_ROWS
 from salesflow.warehouse import DATABASE_ERRORS
@@ -85,7 +85,10 @@ def recent_runs(warehouse: Warehouse, limit: int) -> list[RunStatus]:
 
     with get_client(sync_client=True) as client:
         if (problem := client.api_healthcheck()) is not None:
-            raise PrefectUnavailableError(f"cannot reach the Prefect API: {problem}")
+            # check_prefect has seen it answer: it failed since, or answers with an error.
+            reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
+            url = client.api_url
+            raise PrefectApiError(f"Prefect API unreachable at {url} ({reason})")
         flows = client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=SALESFLOW_FLOWS)))
         names = {flow.id: flow.name for flow in flows}
         if not names:

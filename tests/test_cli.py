@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -16,7 +17,13 @@ from typer.testing import CliRunner
 
 from salesflow.cli import app
 from salesflow.warehouse import PostgresWarehouse
-from tests.conftest import CANONICAL_HEADER, COURSE_CSV, fresh_process_env, write_csv
+from tests.conftest import (
+    CANONICAL_HEADER,
+    COURSE_CSV,
+    fresh_process_env,
+    run_salesflow,
+    write_csv,
+)
 from tests.prefect_server import fresh_postgres_database
 from tests.warehouse.test_postgres import staged, with_schema
 
@@ -127,8 +134,9 @@ def test_run_exits_1_and_names_each_failed_file_while_loading_the_rest(tmp_path:
     broken.write_bytes(b"PAR1 this is not parquet")
     warehouse = tmp_path / "wh.duckdb"
 
+    landing = str(tmp_path / "in")
     result = run_in_fresh_process(
-        tmp_path, "run", str(tmp_path / "in"), "--warehouse", str(warehouse)
+        tmp_path, "run", landing, "--warehouse", str(warehouse), "--landing", landing
     )
 
     assert result.returncode == 1
@@ -362,3 +370,74 @@ def test_query_rejects_and_backfill_read_a_postgres_warehouse(
     assert code == 0
     assert any("2024-03-01 │ 1 │ loaded │ skip" in line for line in lines)
     assert any("2024-03-02 │ 1 │ new │ run" in line for line in lines)
+
+
+def test_an_empty_query_is_a_usage_error() -> None:
+    for sql in ("", "  \n\t "):
+        code, out, err = invoke("query", sql)
+
+        assert code == 2
+        assert err == "error: empty query: give a SQL statement, e.g. 'SELECT * FROM daily_sales'\n"
+        assert out == ""
+
+
+FORGED = "9 loaded, 0 unchanged, 0 failed; rows in 9, loaded 9, rejected 0"
+
+
+@pytest.mark.e2e
+def test_control_characters_of_file_names_are_escaped_in_every_line_a_run_prints(
+    tmp_path: Path,
+) -> None:
+    """A file name with an ANSI escape or a newline is shown escaped, in the table, the summary,
+    the failed lines, Prefect's console logs (-v) and the JSON log lines; the warehouse keeps the
+    real name."""
+    landing = tmp_path / "in"
+    red = write_csv(
+        landing / "sales_\x1b[31mred.csv", CANONICAL_HEADER, "O1,2024-01-01,C1,S1,P,C,1,2,N"
+    )
+    forged = write_csv(
+        landing / f"sales_b\n{FORGED}.csv", CANONICAL_HEADER, "O2,2024-01-01,C1,S1,P,C,1,3,N"
+    )
+    broken = write_csv(landing / "bad_\x1b[2J\r.csv", "order_id,order_ts", "O3,2024-01-01")
+    warehouse = tmp_path / "wh.duckdb"
+
+    env = fresh_process_env(tmp_path / "prefect-home")
+    env["COLUMNS"] = "400"  # wide enough that no table cell is cut
+
+    result = run_salesflow(
+        tmp_path,
+        env,
+        "-v",
+        "--log-format",
+        "json",
+        "run",
+        str(landing),
+        "--warehouse",
+        str(warehouse),
+    )
+
+    shown = result.stdout + result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "\x1b" not in shown and "\r" not in shown
+    assert not [line for line in shown.splitlines() if line.startswith(FORGED)]
+    assert "2 loaded, 0 unchanged, 1 failed" in result.stdout
+    assert "sales_\\x1b[31mred.csv" in result.stdout
+    assert (
+        f"failed: {landing}/bad_\\x1b[2J\\r.csv: missing required columns 'quantity', "
+        "'unit_price', 'region' (found: order_id, order_ts)\n"
+    ) in result.stderr
+    # Prefect's console lines (text) and the JSON lines both carry the escaped names.
+    text_lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert [line for line in text_lines if "sales_\\x1b[31mred.csv stage=extract" in line]
+    messages = [
+        json.loads(line)["message"] for line in result.stderr.splitlines() if line.startswith("{")
+    ]
+    extracts = [m for m in messages if "stage=extract " in m]
+    assert len(extracts) == 2
+    assert f"sales_b\\n{FORGED}.csv stage=extract" in " ".join(extracts)
+    assert not [m for m in messages if "\x1b" in m or "\n" in m]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        sources = con.execute("SELECT source, status FROM batches ORDER BY status").fetchall()
+    assert sorted(sources) == sorted(
+        [(str(broken), "failed"), (str(red), "loaded"), (str(forged), "loaded")]
+    )

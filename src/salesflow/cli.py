@@ -28,6 +28,7 @@ from salesflow.backfill import Reprocess
 from salesflow.config import CONFIG_FILE_ENV, Settings, load_settings
 from salesflow.errors import BatchError, PrefectUnavailableError, SalesflowError, UsageError
 from salesflow.profiles import apply_profile, resolve_profile
+from salesflow.text import printable
 
 if TYPE_CHECKING:
     from salesflow.backfill import DayPlan
@@ -72,6 +73,9 @@ def _quiet_prefect(verbose: bool) -> None:
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL"
     )
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    # Prefect's internal services (events, logs to the API) log their failures through their own
+    # stderr handler: with a server gone mid-run, screens of them around the one line that counts.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_DEBUG_LEVEL", "INFO" if verbose else "CRITICAL")
     # Several runs starting at once on a busy machine each start an ephemeral API: give it time.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # Processes sharing one ephemeral API share its SQLite file, which answers 503 ("database is
@@ -86,8 +90,11 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except SalesflowError as error:
-        # Escaped: a message may quote brackets (`[profiles.NAME]`, a file name) Rich would eat.
-        errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        # Escaped: a message may quote brackets (`[profiles.NAME]`, a file name) Rich would eat,
+        # or control characters (a file name's ANSI escape or newline) the terminal would obey.
+        errors.print(
+            f"[bold red]error:[/] {escape(printable(str(error)))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         errors.print("[yellow]interrupted[/]")
@@ -137,9 +144,10 @@ def main(
     if config is not None:
         os.environ[CONFIG_FILE_ENV] = str(config)
     _quiet_prefect(verbose)
-    if log_format == LogFormat.json:
-        from salesflow.logs import use_json_logs
+    from salesflow.logs import escape_logs, use_json_logs
 
+    escape_logs()  # a file name in a log line is shown escaped, text or JSON
+    if log_format == LogFormat.json:
         use_json_logs()
     # A scheduler's SIGTERM stops a run like Ctrl-C: the open transaction rolls back, Prefect's
     # ephemeral server shuts down with the process instead of being left behind.
@@ -255,11 +263,20 @@ def run(
             metavar="FILE.html",
         ),
     ] = None,
+    landing: Annotated[
+        Path | None,
+        typer.Option(
+            help="Landing root: a batch is its file's path relative to this folder (its "
+            "absolute path when it lies elsewhere). Default: the landing_dir setting.",
+            metavar="DIR",
+        ),
+    ] = None,
 ) -> None:
     """Load landing files into the warehouse through the [bold]salesflow-etl[/] Prefect flow.
 
     Exit code 0 when every batch loaded (or was unchanged), 1 when any batch failed, 2 for usage
-    errors such as a missing path.
+    errors such as a missing path, 3 when a run-wide fault (a full disk, an unreachable
+    warehouse or Prefect API, permission denied) stopped the run.
     """
     with _user_errors():
         if dask_address is not None:
@@ -269,6 +286,7 @@ def run(
             max_workers=max_workers,
             task_runner=runner.value if runner else None,
             dask_address=dask_address,
+            landing_dir=landing,
         )
         if profile is not None:  # an unknown name or bad override stops here, before Prefect
             apply_profile(settings, resolve_profile(settings, profile))
@@ -276,10 +294,28 @@ def run(
             paths, settings, force, accept_rejects, refresh_cache, profile, report
         )
         _print_run(summary)
-        if report is not None:
+        if report is not None and summary.fault is None:
             console.print(f"report: {report.resolve()}", soft_wrap=True, highlight=False)
         for outcome in summary.failed:
-            errors.print(f"[bold red]failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
+            if summary.fault is not None and summary.fault in (outcome.error or ""):
+                continue  # said once, below, as the reason the run stopped
+            errors.print(
+                f"[bold red]failed:[/] {escape(printable(outcome.error or ''))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if summary.fault is not None:
+            from salesflow.errors import RunWideError
+            from salesflow.manifest import BatchStatus
+
+            not_attempted = summary.count(BatchStatus.NOT_ATTEMPTED)
+            errors.print(
+                f"[bold red]error:[/] {escape(printable(summary.fault))}; run stopped, "
+                f"{not_attempted} batch(es) not attempted",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(RunWideError.exit_code)
     if summary.failed:
         raise typer.Exit(1)
 
@@ -294,17 +330,22 @@ def _run_with_progress(
     report: Path | None = None,
 ) -> RunSummary:
     from salesflow.flows.etl import on_batch_finished, run_etl
+    from salesflow.prefect_health import check_prefect, prefect_fault, watching_api
     from salesflow.sources.files import discover_sources
 
     files = discover_sources(paths)
+    # Before Prefect starts anything: an unreachable API, a full Prefect home or a database of
+    # another Prefect version is said at once, not after minutes of retries or start-up.
+    target = check_prefect()
     with _progress() as progress:
         bar = progress.add_task("batches", total=len(files))
 
         def advance(outcome: Any) -> None:
-            progress.update(bar, advance=1, description=f"{outcome.batch_id} {outcome.status}")
+            name = escape(printable(outcome.batch_id))
+            progress.update(bar, advance=1, description=f"{name} {outcome.status}")
 
         progress.update(bar, description="starting Prefect")
-        with on_batch_finished(advance):
+        with on_batch_finished(advance), watching_api(target.api_url):
             try:
                 return run_etl(
                     files,
@@ -315,9 +356,14 @@ def _run_with_progress(
                     profile=profile,
                     report=report,
                 )
-            except RuntimeError as error:
-                if "Prefect API" not in str(error):
+            except Exception as error:
+                fault = prefect_fault(error)  # e.g. Prefect's home filled up during the run
+                if fault is not None:
+                    raise fault from error
+                if not isinstance(error, RuntimeError) or "Prefect API" not in str(error):
                     raise
+                # The checks passed, so the ephemeral API was only slow to start (a busy
+                # machine): transient, a retry may well succeed.
                 raise PrefectUnavailableError(
                     f"{error} Retry, or start a server and set PREFECT_API_URL (see the README)."
                 ) from None
@@ -344,11 +390,16 @@ def _print_run(summary: RunSummary) -> None:
         table.add_column(column, justify="right")
     if summary.failed:
         table.add_column("error")
-    style = {BatchStatus.LOADED: "green", BatchStatus.SKIPPED: "cyan", BatchStatus.FAILED: "red"}
+    style = {
+        BatchStatus.LOADED: "green",
+        BatchStatus.SKIPPED: "cyan",
+        BatchStatus.FAILED: "red",
+        BatchStatus.NOT_ATTEMPTED: "yellow",
+    }
     for outcome in summary.outcomes:
         loaded = outcome.status == BatchStatus.LOADED
         cells = [
-            outcome.batch_id,
+            escape(printable(outcome.batch_id)),  # a file name: no markup, no control codes
             f"[{style[outcome.status]}]{outcome.status}[/]",
             str(outcome.rows_in) if loaded else "",
             str(outcome.rows_loaded) if loaded else "",
@@ -364,7 +415,7 @@ def _print_run(summary: RunSummary) -> None:
         f"[bold]{summary.count(BatchStatus.SKIPPED)}[/] unchanged, "
         f"[bold]{summary.count(BatchStatus.FAILED)}[/] failed; "
         f"rows in {summary.rows_in:,}, loaded {summary.rows_loaded:,}, "
-        f"rejected {summary.rows_rejected:,}; warehouse {summary.warehouse}",
+        f"rejected {summary.rows_rejected:,}; warehouse {escape(printable(summary.warehouse))}",
         soft_wrap=True,
     )
 
@@ -374,7 +425,10 @@ def _money(value: Decimal | float | int) -> str:
 
 
 def _shorten(text: str, width: int = 70) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """`text` for a table cell: control characters escaped, cut to `width`, then escaped for
+    Rich markup (after the cut, so no markup escape is cut in half)."""
+    text = printable(text)
+    return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
 @app.command()
@@ -417,15 +471,16 @@ def validate(
         with _progress() as progress:
             bar = progress.add_task("files", total=len(files))
             for source in files:
-                progress.update(bar, description=source.name)
+                progress.update(bar, description=escape(printable(source.name)))
                 try:
                     manifest = stages.check_source(
-                        source, rules, existing, profile, profile_columns
+                        source, rules, existing, profile, profile_columns, settings.landing_dir
                     )
                 except SalesflowError as error:
                     unreadable.append(str(error))
                     problem = error.problem if isinstance(error, BatchError) else str(error)
-                    table.add_row(source.name, "", "", "", f"[red]{_shorten(problem)}[/]")
+                    name = escape(printable(source.name))
+                    table.add_row(name, "", "", "", f"[red]{_shorten(problem)}[/]")
                 else:
                     rejected_any = rejected_any or manifest.rows_rejected > 0
                     reasons = ", ".join(f"{code} {n}" for code, n in manifest.reason_counts.items())
@@ -433,7 +488,7 @@ def validate(
                     if share > settings.max_reject_share:
                         reasons += f" [red](would fail: {share:.1%} rejected)[/]"
                     table.add_row(
-                        source.name,
+                        escape(printable(source.name)),
                         str(manifest.rows_in),
                         str(manifest.rows_valid),
                         str(manifest.rows_rejected),
@@ -442,7 +497,11 @@ def validate(
                 progress.update(bar, advance=1)
         console.print(table)
         for line in unreadable:
-            errors.print(f"[bold red]unreadable:[/] {line}", highlight=False, soft_wrap=True)
+            errors.print(
+                f"[bold red]unreadable:[/] {escape(printable(line))}",
+                highlight=False,
+                soft_wrap=True,
+            )
     if unreadable:
         raise typer.Exit(2)
     if rejected_any:
@@ -512,8 +571,11 @@ def rejects(
         for column in ("batch_id", "source_row", "reasons", "raw"):
             table.add_column(column, overflow="fold")
         for row in rows.head(limit).iter_rows(named=True):
-            table.add_row(
-                row["batch_id"], str(row["source_row"]), ", ".join(row["reasons"]), row["raw"]
+            table.add_row(  # a batch id and a raw row are data: shown escaped, never obeyed
+                escape(printable(row["batch_id"])),
+                str(row["source_row"]),
+                ", ".join(row["reasons"]),
+                escape(printable(row["raw"] or "")),
             )
         console.print(table)
         if rows.height > limit:
@@ -530,11 +592,16 @@ def query(
     from salesflow.warehouse import open_warehouse
 
     with _user_errors():
+        if not sql.strip():
+            raise UsageError("empty query: give a SQL statement, e.g. 'SELECT * FROM daily_sales'")
         settings = _settings(warehouse=warehouse)
         names, rows = open_warehouse(settings.warehouse_location).query(sql, limit)
-        table = Table(*names)
+        # Values are data (a batch id is a file name): shown escaped, never run as markup or codes.
+        table = Table(*(escape(printable(name)) for name in names))
         for row in rows:
-            table.add_row(*("" if value is None else str(value) for value in row))
+            table.add_row(
+                *("" if value is None else escape(printable(str(value))) for value in row)
+            )
         console.print(table)
 
 
@@ -642,7 +709,9 @@ def _backfill_with_progress(
     days: dict[date, list[Path]], settings: Settings, force: bool
 ) -> list[DayResult]:
     from salesflow.flows.backfill import on_day_finished, run_backfill
+    from salesflow.prefect_health import check_prefect, prefect_fault, watching_api
 
+    target = check_prefect()  # before Prefect starts: see _run_with_progress
     with _progress() as progress:
         bar = progress.add_task("days", total=len(days))
 
@@ -650,8 +719,14 @@ def _backfill_with_progress(
             progress.update(bar, advance=1, description=f"{result.day} done")
 
         progress.update(bar, description="starting Prefect")
-        with on_day_finished(advance):
-            return run_backfill(days, settings, force=force)
+        with on_day_finished(advance), watching_api(target.api_url):
+            try:
+                return run_backfill(days, settings, force=force)
+            except Exception as error:
+                fault = prefect_fault(error)
+                if fault is None:
+                    raise
+                raise fault from error
 
 
 def _print_backfill(results: list[DayResult]) -> bool:
@@ -717,6 +792,7 @@ def serve(
             on_ready=lambda: console.print(
                 f"serving on {url}; Ctrl-C to stop", highlight=False, soft_wrap=True
             ),
+            api_url=url,
         )
     console.print("stopped serving; schedules paused")
 
@@ -794,12 +870,15 @@ def status(
     batches and rows from the warehouse, joined by flow run id, with the salesflow-etl
     subflows of a daily, poll or backfill run counted in their parent's line.
     """
+    from salesflow.prefect_health import check_prefect
     from salesflow.status import recent_runs
     from salesflow.warehouse import open_warehouse
 
     with _user_errors():
         settings = _settings(warehouse=warehouse)
-        runs = recent_runs(open_warehouse(settings.warehouse_location), limit)
+        located = open_warehouse(settings.warehouse_location)
+        check_prefect()  # a dead API or a foreign Prefect database: one line, at once
+        runs = recent_runs(located, limit)
         table = Table(title=f"salesflow flow runs ({len(runs)})", title_justify="left")
         for column in ("flow", "run", "state", "started", "took"):
             table.add_column(column, no_wrap=column in ("flow", "run"))
@@ -995,7 +1074,13 @@ def oltp_load(
             )
         _print_run(summary)
         for outcome in summary.failed:
-            errors.print(f"[bold red]failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
+            if summary.fault is not None and summary.fault in (outcome.error or ""):
+                continue  # said once, below, as the reason the run stopped
+            errors.print(
+                f"[bold red]failed:[/] {escape(printable(outcome.error or ''))}",
+                highlight=False,
+                soft_wrap=True,
+            )
     if summary.failed:
         raise typer.Exit(1)
 
@@ -1019,7 +1104,12 @@ def demo(
         settings = _settings(demo_dir=demo_dir)
         root = settings.demo_dir
         landing = root / "landing"
-        settings = _settings(demo_dir=root, data_dir=root, warehouse=str(root / "warehouse.duckdb"))
+        settings = _settings(
+            demo_dir=root,
+            data_dir=root,
+            landing_dir=landing,
+            warehouse=str(root / "warehouse.duckdb"),
+        )
         console.print(
             f"[bold]salesflow demo[/]: {days} days x {rows_per_day:,} rows into {landing}"
         )

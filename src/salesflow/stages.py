@@ -9,7 +9,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -137,6 +138,19 @@ def require_staged(manifest: BatchManifest, *paths: Path) -> None:
         )
 
 
+@contextmanager
+def staged_files_of(manifest: BatchManifest) -> Iterator[None]:
+    """Reading and writing a batch's staged files, which a cached manifest may share with the
+    run that staged them: if that run cleans its folder up meanwhile, the files are gone, and
+    the batch is redone (StaleStagingError), not failed with a bare FileNotFoundError."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        raise StaleStagingError(
+            f"{manifest.source}: staged files went away while in use; redoing the batch"
+        ) from error
+
+
 def _fingerprint(source: Path) -> str:
     """sha256 of the file; a file that cannot be opened is the batch's problem, not a crash."""
     try:
@@ -152,10 +166,11 @@ def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
     if manifest.skipped:
         return manifest
     require_staged(manifest, manifest.raw_path)
-    raw = pl.read_parquet(manifest.raw_path, glob=False)
-    result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules)
-    result.valid.write_parquet(manifest.valid_path, compression="lz4")
-    result.rejected.write_parquet(manifest.rejected_path, compression="lz4")
+    with staged_files_of(manifest):
+        raw = pl.read_parquet(manifest.raw_path, glob=False)
+        result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules)
+        result.valid.write_parquet(manifest.valid_path, compression="lz4")
+        result.rejected.write_parquet(manifest.rejected_path, compression="lz4")
     return manifest.model_copy(
         update={
             "rows_valid": result.valid.height,
@@ -171,10 +186,10 @@ def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     if manifest.skipped:
         return manifest
     require_staged(manifest, manifest.valid_path)
-    sales = transform_batch(
-        pl.read_parquet(manifest.valid_path, glob=False), manifest.batch_id, bands
-    )
-    sales.write_parquet(manifest.sales_path, compression="lz4")
+    with staged_files_of(manifest):
+        valid = pl.read_parquet(manifest.valid_path, glob=False)
+        sales = transform_batch(valid, manifest.batch_id, bands)
+        sales.write_parquet(manifest.sales_path, compression="lz4")
     amount = sales.select(pl.col("total").sum()).item() if sales.height else 0
     return manifest.model_copy(update={"amount": amount or 0})
 

@@ -148,7 +148,7 @@ def test_a_failure_after_the_commit_rolls_postgres_back_to_the_previous_version(
     other = write_csv(landing / "other.csv", CANONICAL_HEADER, *_rows(2, "South", "2024-03-02"))
     run_etl([landing], settings, postgres.location)
     before = checksums(postgres)
-    loaded_sha = postgres.loaded_sha256("day.csv")
+    loaded_sha = postgres.loaded_sha256("in/day.csv")
 
     write_csv(day, CANONICAL_HEADER, *_rows(6, "East", "2024-03-03"))  # a corrected file
     monkeypatch.setattr(stages, "check_committed", _fail_read_back)
@@ -159,7 +159,7 @@ def test_a_failure_after_the_commit_rolls_postgres_back_to_the_previous_version(
     after = checksums(postgres)
     data = ("sales", "sales_rejected", "daily_sales")
     assert {t: after[t] for t in data} == {t: before[t] for t in data}
-    assert postgres.fetch("SELECT status, sha256 FROM batches WHERE batch_id = 'day.csv'") == [
+    assert postgres.fetch("SELECT status, sha256 FROM batches WHERE batch_id = 'in/day.csv'") == [
         ("failed", loaded_sha)
     ]
     assert not list(settings.staging_path.rglob("undo/*"))  # undo copies cleaned up
@@ -167,9 +167,9 @@ def test_a_failure_after_the_commit_rolls_postgres_back_to_the_previous_version(
     monkeypatch.undo()
     fixed = run_etl([day], settings, postgres.location)
     assert fixed.outcomes[0].status == BatchStatus.LOADED
-    assert postgres.fetch("SELECT count(*), min(region) FROM sales WHERE batch_id = 'day.csv'") == [
-        (6, "East")
-    ]
+    assert postgres.fetch(
+        "SELECT count(*), min(region) FROM sales WHERE batch_id = 'in/day.csv'"
+    ) == [(6, "East")]
 
 
 def test_the_cli_loads_into_postgres_given_a_url(

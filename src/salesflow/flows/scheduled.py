@@ -21,7 +21,7 @@ from salesflow.config import Settings, load_settings
 from salesflow.errors import UsageError, UserError
 from salesflow.flows.etl import RunSummary, run_etl
 from salesflow.quality import quality_markdown
-from salesflow.sources.files import file_sha256, source_format
+from salesflow.sources.files import batch_identity, file_sha256, source_format, source_path
 from salesflow.status import read_quality_window
 from salesflow.warehouse import open_warehouse
 
@@ -61,7 +61,7 @@ def daily_flow(
             raise UsageError(message)
         logger.warning("%s; nothing loaded", message)
         return _empty_summary(settings)
-    return _raise_on_failed_batches(run_etl(files, settings))
+    return _raise_on_failed_batches(run_etl(files, settings, landing_root=folder))
 
 
 @flow(name=POLL_FLOW_NAME, persist_result=False)
@@ -78,11 +78,11 @@ def poll_flow(landing: Path | None = None) -> RunSummary:
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such landing folder")
     files = sorted(path for path in folder.iterdir() if path.is_file() and source_format(path))
-    pending = _not_loaded(files, settings)
+    pending = _not_loaded(files, settings, folder)
     logger.info("poll landing=%s files=%d new_or_changed=%d", folder, len(files), len(pending))
     if not pending:
         return _empty_summary(settings)
-    return _raise_on_failed_batches(run_etl(pending, settings))
+    return _raise_on_failed_batches(run_etl(pending, settings, landing_root=folder))
 
 
 @flow(name=QUALITY_FLOW_NAME, persist_result=False)
@@ -118,14 +118,24 @@ def quality_report_flow(days: ReportDays = 7, until: date | None = None) -> str:
     return markdown
 
 
-def _not_loaded(files: list[Path], settings: Settings) -> list[Path]:
+def _not_loaded(files: list[Path], settings: Settings, landing: Path) -> list[Path]:
     """The files whose current content is not what the warehouse's batches table holds."""
     location = settings.warehouse_location
     if "://" not in location and not Path(location).exists():
         return files
     warehouse = open_warehouse(location)
     warehouse.ensure_schema()
-    return [path for path in files if warehouse.loaded_sha256(path.name) != file_sha256(path)]
+    loaded = warehouse.source_index()
+    pending = []
+    for path in files:
+        batch_id, source = batch_identity(path, landing), str(source_path(path))
+        sha256 = file_sha256(path)
+        if loaded.loaded_sha256(batch_id, source) == sha256:
+            continue  # unchanged
+        if loaded.loaded_elsewhere(sha256, batch_id, source) is not None:
+            continue  # its content is loaded as another batch: the etl run would skip it
+        pending.append(path)
+    return pending
 
 
 def _empty_summary(settings: Settings) -> RunSummary:

@@ -204,11 +204,12 @@ _LOADED_FINGERPRINTS = (
 )
 
 # The first batch (by id) other than this one whose loaded content has this sha256: loading
-# the same bytes under a second batch id would count every row twice. Parameters: sha256,
-# batch_id.
+# the same bytes under a second batch id would count every row twice. Content without rows (a
+# header-only file, an oltp day emptied of orders) doubles nothing: two such files are two
+# batches. Parameters: sha256, batch_id.
 CONTENT_LOADED_ELSEWHERE_SQL = (
     "SELECT min(batch_id) FROM batches WHERE sha256 = ? AND batch_id <> ? "
-    "AND rows_in IS NOT NULL AND status IN ('loaded', 'skipped')"
+    "AND rows_in > 0 AND status IN ('loaded', 'skipped')"
 )
 
 # The tables whose rows carry a batch id.
@@ -262,7 +263,7 @@ class SourceIndex(NamedTuple):
     """What the warehouse knows of its sources, read once per run for all of its plans."""
 
     sha256_of_batch: dict[str, str]  # batch id -> sha256 of the content loaded for it
-    batch_of_sha256: dict[str, str]  # sha256 -> the (first) batch id holding that content
+    batch_of_sha256: dict[str, str]  # sha256 -> the (first) batch id holding it, with rows
     batch_of_source: dict[str, str]  # source path -> the batch id recorded for it
 
     @classmethod
@@ -306,14 +307,16 @@ class SqlQueries:
             return SourceIndex.empty()
         rows = self.fetch(
             "SELECT batch_id, source, CASE WHEN rows_in IS NOT NULL AND status IN "
-            "('loaded', 'skipped') THEN sha256 END FROM batches ORDER BY batch_id"
+            "('loaded', 'skipped') THEN sha256 END, coalesce(rows_in, 0) FROM batches "
+            "ORDER BY batch_id"
         )
         index = SourceIndex.empty()
-        for batch_id, source, sha256 in rows:
+        for batch_id, source, sha256, rows_in in rows:
             index.batch_of_source.setdefault(source, batch_id)
             if sha256 is not None:
                 index.sha256_of_batch[batch_id] = sha256
-                index.batch_of_sha256.setdefault(sha256, batch_id)
+                if rows_in > 0:  # see CONTENT_LOADED_ELSEWHERE_SQL
+                    index.batch_of_sha256.setdefault(sha256, batch_id)
         return index
 
     def holds_data(self) -> bool:

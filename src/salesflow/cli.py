@@ -296,26 +296,32 @@ def run(
         _print_run(summary)
         if report is not None and summary.fault is None:
             console.print(f"report: {report.resolve()}", soft_wrap=True, highlight=False)
-        for outcome in summary.failed:
-            if summary.fault is not None and summary.fault in (outcome.error or ""):
-                continue  # said once, below, as the reason the run stopped
-            errors.print(
-                f"[bold red]failed:[/] {escape(printable(outcome.error or ''))}",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if summary.fault is not None:
-            from salesflow.errors import RunWideError
-            from salesflow.manifest import BatchStatus
+        _report_failures(summary)
 
-            not_attempted = summary.count(BatchStatus.NOT_ATTEMPTED)
-            errors.print(
-                f"[bold red]error:[/] {escape(printable(summary.fault))}; run stopped, "
-                f"{not_attempted} batch(es) not attempted",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(RunWideError.exit_code)
+
+def _report_failures(summary: RunSummary) -> None:
+    """One line per failed batch on stderr, and the exit code: 3 with one more line when a
+    run-wide fault stopped the run (its batch is not named twice), 1 for failed batches."""
+    from salesflow.errors import RunWideError
+    from salesflow.manifest import BatchStatus
+
+    for outcome in summary.failed:
+        if summary.fault is not None and summary.fault in (outcome.error or ""):
+            continue  # said once, below, as the reason the run stopped
+        errors.print(
+            f"[bold red]failed:[/] {escape(printable(outcome.error or ''))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if summary.fault is not None:
+        not_attempted = summary.count(BatchStatus.NOT_ATTEMPTED)
+        errors.print(
+            f"[bold red]error:[/] {escape(printable(summary.fault))}; run stopped, "
+            f"{not_attempted} batch(es) not attempted",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(RunWideError.exit_code)
     if summary.failed:
         raise typer.Exit(1)
 
@@ -1073,16 +1079,7 @@ def oltp_load(
                 accept_rejects=accept_rejects,
             )
         _print_run(summary)
-        for outcome in summary.failed:
-            if summary.fault is not None and summary.fault in (outcome.error or ""):
-                continue  # said once, below, as the reason the run stopped
-            errors.print(
-                f"[bold red]failed:[/] {escape(printable(outcome.error or ''))}",
-                highlight=False,
-                soft_wrap=True,
-            )
-    if summary.failed:
-        raise typer.Exit(1)
+        _report_failures(summary)
 
 
 @app.command()

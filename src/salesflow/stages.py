@@ -6,8 +6,10 @@ returns a new manifest; the Prefect tasks in `flows/` only add orchestration aro
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -138,6 +140,21 @@ def require_staged(manifest: BatchManifest, *paths: Path) -> None:
         )
 
 
+def write_staged(frame: pl.DataFrame, path: Path) -> None:
+    """Write a staged Parquet file whole or not at all: written beside it, then renamed over it.
+
+    Overlapping runs reuse one cached manifest, so two runs may write the same stage's file
+    (with the same content) while a third reads it; a reader then sees the old file or the new
+    one, never a half-written one.
+    """
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        frame.write_parquet(partial, compression="lz4")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 @contextmanager
 def staged_files_of(manifest: BatchManifest) -> Iterator[None]:
     """Reading and writing a batch's staged files, which a cached manifest may share with the
@@ -169,8 +186,8 @@ def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
     with staged_files_of(manifest):
         raw = pl.read_parquet(manifest.raw_path, glob=False)
         result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules)
-        result.valid.write_parquet(manifest.valid_path, compression="lz4")
-        result.rejected.write_parquet(manifest.rejected_path, compression="lz4")
+        write_staged(result.valid, manifest.valid_path)
+        write_staged(result.rejected, manifest.rejected_path)
     return manifest.model_copy(
         update={
             "rows_valid": result.valid.height,
@@ -189,7 +206,7 @@ def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     with staged_files_of(manifest):
         valid = pl.read_parquet(manifest.valid_path, glob=False)
         sales = transform_batch(valid, manifest.batch_id, bands)
-        sales.write_parquet(manifest.sales_path, compression="lz4")
+        write_staged(sales, manifest.sales_path)
     amount = sales.select(pl.col("total").sum()).item() if sales.height else 0
     return manifest.model_copy(update={"amount": amount or 0})
 

@@ -172,9 +172,12 @@ def _load_changes(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     summary = RunSummary(
-        warehouse=location, flow_run_id=run_id, outcomes=[*loaded.outcomes, *failures]
+        warehouse=location,
+        flow_run_id=run_id,
+        outcomes=[*loaded.outcomes, *failures],
+        fault=loaded.fault,
     )
-    if summary.failed:
+    if summary.failed or summary.fault is not None:  # a day not attempted is not loaded either
         get_run_logger().warning(
             "watermark not advanced: %d day(s) failed; the next load looks from %s again",
             len(summary.failed),

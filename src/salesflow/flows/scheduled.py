@@ -18,7 +18,7 @@ from pydantic import Field
 
 from salesflow.backfill import files_by_day
 from salesflow.config import Settings, load_settings
-from salesflow.errors import UsageError, UserError
+from salesflow.errors import RunWideError, UsageError, UserError
 from salesflow.flows.etl import RunSummary, run_etl
 from salesflow.quality import quality_markdown
 from salesflow.sources.files import batch_identity, file_sha256, source_format, source_path
@@ -144,6 +144,8 @@ def _empty_summary(settings: Settings) -> RunSummary:
 
 def _raise_on_failed_batches(summary: RunSummary) -> RunSummary:
     """A scheduled run with failed batches ends Failed, so alerts fire; the rest stay loaded."""
+    if summary.fault is not None:
+        raise RunWideError(f"run stopped: {summary.fault}")
     if summary.failed:
         problems = "; ".join(outcome.error or outcome.batch_id for outcome in summary.failed)
         raise UserError(

@@ -156,16 +156,20 @@ def write_staged(frame: pl.DataFrame, path: Path) -> None:
 
 
 @contextmanager
-def staged_files_of(manifest: BatchManifest) -> Iterator[None]:
+def staged_files_of(manifest: BatchManifest, *inputs: Path) -> Iterator[None]:
     """Reading and writing a batch's staged files, which a cached manifest may share with the
     run that staged them: if that run cleans its folder up meanwhile, the files are gone, and
-    the batch is redone (StaleStagingError), not failed with a bare FileNotFoundError."""
+    the batch is redone (StaleStagingError), not failed with whatever the reader said (a
+    FileNotFoundError, DuckDB's "no files found"). Any failure after which one of `inputs`
+    is gone counts as that."""
     try:
         yield
-    except FileNotFoundError as error:
-        raise StaleStagingError(
-            f"{manifest.source}: staged files went away while in use; redoing the batch"
-        ) from error
+    except Exception as error:
+        if isinstance(error, FileNotFoundError) or any(not path.exists() for path in inputs):
+            raise StaleStagingError(
+                f"{manifest.source}: staged files went away while in use; redoing the batch"
+            ) from error
+        raise
 
 
 def _fingerprint(source: Path) -> str:
@@ -183,7 +187,7 @@ def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
     if manifest.skipped:
         return manifest
     require_staged(manifest, manifest.raw_path)
-    with staged_files_of(manifest):
+    with staged_files_of(manifest, manifest.raw_path):
         raw = pl.read_parquet(manifest.raw_path, glob=False)
         result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules)
         write_staged(result.valid, manifest.valid_path)
@@ -203,7 +207,7 @@ def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     if manifest.skipped:
         return manifest
     require_staged(manifest, manifest.valid_path)
-    with staged_files_of(manifest):
+    with staged_files_of(manifest, manifest.valid_path):
         valid = pl.read_parquet(manifest.valid_path, glob=False)
         sales = transform_batch(valid, manifest.batch_id, bands)
         write_staged(sales, manifest.sales_path)
@@ -301,8 +305,10 @@ def load(
         outcome = skipped_outcome(manifest, flow_run_id)
         warehouse.record_outcome(outcome)
         return outcome
-    require_staged(manifest, manifest.raw_path, manifest.sales_path, manifest.rejected_path)
-    return warehouse.load_batch(manifest, flow_run_id, policy, undo_dir)
+    inputs = (manifest.raw_path, manifest.sales_path, manifest.rejected_path)
+    require_staged(manifest, *inputs)
+    with staged_files_of(manifest, *inputs):
+        return warehouse.load_batch(manifest, flow_run_id, policy, undo_dir)
 
 
 def check_committed(outcome: BatchOutcome, warehouse: Warehouse) -> None:

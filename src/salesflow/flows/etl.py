@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import pickle
 import shutil
 import time
 from collections import deque
@@ -421,7 +422,7 @@ def _run_batches(
                 if run_wide is not None and fault is None:
                     fault = run_wide
                     error = run_wide
-                if isinstance(error, StaleStagingError) and not step.fresh and step.planned:
+                if isinstance(error, _REDO_FRESH) and not step.fresh and step.planned:
                     redo = step._replace(
                         stage="extract", fresh=True, part=None, attempt=attempt[step.position]
                     )
@@ -481,6 +482,12 @@ def _run_batches(
             step = _Step("plan", position, source, datetime.now(UTC))
             finish(step, _not_attempted(step, batch_ids[source], fault, run_id))
     return outcomes, fault
+
+
+# Failures a fresh redo of the batch cures: staged files that are gone, or a cached stage result
+# another process was still writing when this one read it (overlapping runs share the result
+# store; Prefect reads an empty file as "EOFError: Ran out of input").
+_REDO_FRESH = (StaleStagingError, EOFError, pickle.UnpicklingError)
 
 
 def _run_wide(error: BaseException, location: str, batch_id: str) -> RunWideError | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from salesflow.contract import CANONICAL_COLUMNS
-from salesflow.errors import ReconciliationError, RejectThresholdError
+from salesflow.errors import ReconciliationError, RejectThresholdError, UsageError
 from salesflow.manifest import BatchManifest, BatchOutcome
 
 if TYPE_CHECKING:
@@ -257,6 +257,39 @@ RENAME_DERIVED_ORDER_IDS_SQL = (
 # Schema versions: 1 = batch ids were bare file names (no schema_version table); 2 = batch ids
 # are paths relative to the landing root (sources.files.batch_identity).
 SCHEMA_VERSION = 2
+
+
+def check_schema_version(location: str, version: int | None) -> bool:
+    """Whether a warehouse at `version` (None: 1, before the table) needs the upgrade step; a
+    warehouse newer than this salesflow is refused, never rewritten."""
+    if version is not None and version > SCHEMA_VERSION:
+        raise UsageError(
+            f"{location}: warehouse schema version {version} is newer than this "
+            f"salesflow's ({SCHEMA_VERSION}); upgrade salesflow to write to it"
+        )
+    return version != SCHEMA_VERSION
+
+
+def upgrade_renames(
+    recorded: Sequence[tuple[str, str]], landing_root: Path | None
+) -> list[tuple[str, str]]:
+    """Schema 1 -> 2: the (old id, new id) renames that give each recorded batch whose source
+    file is still there its path-based id (sources.files.batch_identity), skipping any id
+    another batch already holds. A batch whose file is gone keeps its id until its source is
+    loaded again, when the load adopts it by its recorded source."""
+    from salesflow.sources.files import batch_identity
+
+    taken = {batch_id for batch_id, _ in recorded}
+    renames = []
+    for batch_id, source in recorded:
+        path = Path(source)
+        if not path.is_absolute() or not path.is_file():
+            continue
+        wanted = batch_identity(path, landing_root)
+        if wanted != batch_id and wanted not in taken:
+            renames.append((batch_id, wanted))
+            taken.add(wanted)
+    return renames
 
 
 class SourceIndex(NamedTuple):

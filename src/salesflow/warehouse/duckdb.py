@@ -41,9 +41,11 @@ from salesflow.warehouse.base import (
     SqlQueries,
     anomaly_params,
     attempt_params,
+    check_schema_version,
     error_line,
     reconcile,
     repeated_row_condition,
+    upgrade_renames,
 )
 
 if TYPE_CHECKING:
@@ -678,25 +680,13 @@ class DuckDBWarehouse(SqlQueries):
         batch whose file is gone keeps its id until its source is loaded again, when the load
         adopts it by its recorded source. A newer warehouse is refused, not rewritten.
         """
-        from salesflow.sources.files import batch_identity
-
         with self._write_transaction() as con:
             version = _scalar(con, "SELECT max(version) FROM schema_version", [])
-            if version is not None and version > SCHEMA_VERSION:
-                raise UsageError(
-                    f"{self.location}: warehouse schema version {version} is newer than this "
-                    f"salesflow's ({SCHEMA_VERSION}); upgrade salesflow to write to it"
-                )
-            if version == SCHEMA_VERSION:
+            if not check_schema_version(self.location, version):
                 return
-            for batch_id, source in con.execute("SELECT batch_id, source FROM batches").fetchall():
-                path = Path(source)
-                if not path.is_absolute() or not path.is_file():
-                    continue
-                wanted = batch_identity(path, landing_root)
-                taken = _scalar(con, "SELECT count(*) FROM batches WHERE batch_id = ?", [wanted])
-                if wanted != batch_id and not taken:
-                    _rename_batch(con, batch_id, wanted)
+            recorded = con.execute("SELECT batch_id, source FROM batches").fetchall()
+            for old, new in upgrade_renames(recorded, landing_root):
+                _rename_batch(con, old, new)
             con.execute("DELETE FROM schema_version")
             con.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION])
 

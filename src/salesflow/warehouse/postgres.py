@@ -52,9 +52,11 @@ from salesflow.warehouse.base import (
     SqlQueries,
     anomaly_params,
     attempt_params,
+    check_schema_version,
     error_line,
     reconcile,
     repeated_row_condition,
+    upgrade_renames,
 )
 
 if TYPE_CHECKING:
@@ -735,26 +737,13 @@ class PostgresWarehouse(SqlQueries):
     def upgrade(self, landing_root: Path | None) -> None:
         """Bring an older warehouse to SCHEMA_VERSION in one transaction, as
         DuckDBWarehouse.upgrade does; a newer one is refused."""
-        from salesflow.sources.files import batch_identity
-
         with self._write_transaction() as con:
             row = con.execute(self._sql("SELECT max(version) FROM {s}.schema_version")).fetchone()
-            version = row[0] if row else None
-            if version is not None and version > SCHEMA_VERSION:
-                raise UsageError(
-                    f"{self.location}: warehouse schema version {version} is newer than this "
-                    f"salesflow's ({SCHEMA_VERSION}); upgrade salesflow to write to it"
-                )
-            if version == SCHEMA_VERSION:
+            if not check_schema_version(self.location, row[0] if row else None):
                 return
             recorded = con.execute(self._sql("SELECT batch_id, source FROM {s}.batches")).fetchall()
-            for batch_id, source in recorded:
-                path = Path(source)
-                if not path.is_absolute() or not path.is_file():
-                    continue
-                wanted = batch_identity(path, landing_root)
-                if wanted != batch_id and not self._count(con, "batches", wanted):
-                    self._rename_batch(con, batch_id, wanted)
+            for old, new in upgrade_renames(recorded, landing_root):
+                self._rename_batch(con, old, new)
             con.execute(self._sql("DELETE FROM {s}.schema_version"))
             con.execute(
                 self._sql("INSERT INTO {s}.schema_version VALUES (%s, now())"), [SCHEMA_VERSION]

@@ -166,7 +166,7 @@ def test_a_failed_attempt_keeps_the_loaded_rows_and_is_not_taken_as_loaded(
     manifest = staged(day_file, tmp_path / "stage")
     loaded = warehouse.load_batch(manifest, "run-1")
     assert warehouse.loaded_sha256("day1.csv") == manifest.sha256
-    assert warehouse.loaded_fingerprints() == {"day1.csv": manifest.sha256}
+    assert warehouse.source_index().sha256_of_batch == {"day1.csv": manifest.sha256}
     sales_before = warehouse.table_checksum("sales")
 
     failure = stages.failed_outcome(day_file, ValueError("boom"), loaded.started_at, "run-2")
@@ -177,7 +177,7 @@ def test_a_failed_attempt_keeps_the_loaded_rows_and_is_not_taken_as_loaded(
         ("failed", f"{day_file}: unexpected ValueError: boom", 4, "run-2")
     ]
     assert warehouse.loaded_sha256("day1.csv") is None
-    assert warehouse.loaded_fingerprints() == {}
+    assert warehouse.source_index().sha256_of_batch == {}
 
 
 def test_another_process_holding_the_file_is_reported_as_busy(

@@ -129,9 +129,6 @@ class Warehouse(Protocol):
     def loaded_sha256(self, batch_id: str) -> str | None:
         """sha256 of the source whose rows are loaded for this batch, if any."""
 
-    def loaded_fingerprints(self) -> dict[str, str]:
-        """loaded_sha256 of every batch at once, by batch id: one read plans a whole run."""
-
     def source_index(self) -> SourceIndex:
         """Every batch's id, source and loaded content: one read plans a whole run."""
 
@@ -329,10 +326,6 @@ class SqlQueries:
         """sha256 of the source whose rows are loaded for this batch, if any."""
         rows = self.fetch(f"{_LOADED_FINGERPRINTS} AND batch_id = ?", [batch_id])
         return rows[0][1] if rows else None
-
-    def loaded_fingerprints(self) -> dict[str, str]:
-        """loaded_sha256 of every batch at once, by batch id: one read plans a whole run."""
-        return {batch_id: sha256 for batch_id, sha256 in self.fetch(_LOADED_FINGERPRINTS)}
 
     def source_index(self) -> SourceIndex:
         """Every batch's id, source and loaded content at once: one read plans a whole run."""

@@ -15,14 +15,15 @@ from polars.testing import assert_frame_equal
 from salesflow.config import Settings
 from salesflow.contract import (
     CANONICAL_COLUMNS,
+    FIELD_COUNT,
     MONEY,
     REASON_DESCRIPTIONS,
+    RECORD_TEXT,
     REQUIRED_VALUES,
+    SOURCE_ROW,
     Reason,
 )
-from salesflow.sources.csv_records import FIELD_COUNT
-from salesflow.sources.files import SOURCE_ROW, map_columns
-from salesflow.sources.typed_files import RECORD_TEXT
+from salesflow.sources.files import map_columns
 from salesflow.validate import (
     REJECTED_COLUMNS,
     VALID_COLUMNS,

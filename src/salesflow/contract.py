@@ -17,6 +17,16 @@ import polars as pl
 
 CONTRACT_VERSION: Final = "1.1"
 
+# Columns a staged batch carries beside the canonical ones; validation reads them, the
+# warehouse keeps SOURCE_ROW, and none of them is ever a column of `sales`.
+SOURCE_ROW: Final = "__source_row"
+"""Column added to every staged batch: the 1-based index of the data record in its file."""
+FIELD_COUNT: Final = "__field_count"
+"""Column of a staged CSV batch: how many fields the record had (null for other formats)."""
+RECORD_TEXT: Final = "__record_text"
+"""Column of a staged JSON Lines batch: the text of a line that is not a JSON object, else null."""
+INTERNAL_COLUMNS: Final = (SOURCE_ROW, FIELD_COUNT, RECORD_TEXT)
+
 # Canonical input columns, in the order salesflow writes them.
 CANONICAL_COLUMNS: Final = (
     "order_id",

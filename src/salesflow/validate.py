@@ -17,10 +17,15 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from salesflow.config import Settings
-from salesflow.contract import CANONICAL_COLUMNS, MONEY, Reason
-from salesflow.sources.csv_records import FIELD_COUNT
-from salesflow.sources.files import INTERNAL_COLUMNS, SOURCE_ROW
-from salesflow.sources.typed_files import RECORD_TEXT
+from salesflow.contract import (
+    CANONICAL_COLUMNS,
+    FIELD_COUNT,
+    INTERNAL_COLUMNS,
+    MONEY,
+    RECORD_TEXT,
+    SOURCE_ROW,
+    Reason,
+)
 
 # A whole number; "3.0" (as a float-typed column writes 3) is exact, "2.5" is not.
 QUANTITY_PATTERN: Final = r"^[+-]?\d+(\.0+)?$"

@@ -12,8 +12,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from salesflow.contract import FIELD_COUNT
 from salesflow.sources.csv_records import (
-    FIELD_COUNT,
     _plain_record_shapes,
     _record_shapes,
     read_csv_records,

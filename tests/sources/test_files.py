@@ -13,23 +13,20 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from salesflow.contract import FIELD_COUNT, INTERNAL_COLUMNS, RECORD_TEXT, SOURCE_ROW
 from salesflow.errors import (
     AmbiguousColumnError,
     MissingColumnError,
     UnreadableSourceError,
     UsageError,
 )
-from salesflow.sources.csv_records import FIELD_COUNT
 from salesflow.sources.files import (
-    INTERNAL_COLUMNS,
-    SOURCE_ROW,
     discover_sources,
     file_sha256,
     map_columns,
     source_format,
     stage_source,
 )
-from salesflow.sources.typed_files import RECORD_TEXT
 from salesflow.validate import validate_batch
 
 COURSE_CSV = (

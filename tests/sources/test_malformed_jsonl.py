@@ -9,9 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from salesflow.contract import RECORD_TEXT
 from salesflow.errors import UnreadableSourceError
 from salesflow.sources.files import map_columns, stage_source
-from salesflow.sources.typed_files import RECORD_TEXT, read_jsonl_as_text
+from salesflow.sources.typed_files import read_jsonl_as_text
 from salesflow.validate import ValidationResult, validate_batch
 
 

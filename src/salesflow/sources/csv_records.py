@@ -16,10 +16,8 @@ from typing import Any, BinaryIO, Final, cast
 import numpy as np
 import polars as pl
 
+from salesflow.contract import FIELD_COUNT
 from salesflow.errors import UnreadableSourceError
-
-FIELD_COUNT: Final = "__field_count"
-"""Column of a staged CSV batch: how many fields the record had (null for other formats)."""
 
 _QUOTED: Final = r'"(?:[^"]|"")*"'
 

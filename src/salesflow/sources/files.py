@@ -15,7 +15,14 @@ from typing import Final
 
 import polars as pl
 
-from salesflow.contract import CANONICAL_COLUMNS, COLUMN_ALIASES, REQUIRED_COLUMNS
+from salesflow.contract import (
+    CANONICAL_COLUMNS,
+    COLUMN_ALIASES,
+    FIELD_COUNT,
+    INTERNAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    SOURCE_ROW,
+)
 from salesflow.errors import (
     AmbiguousColumnError,
     MissingColumnError,
@@ -24,13 +31,8 @@ from salesflow.errors import (
     UsageError,
 )
 from salesflow.faults import Cause, cause_of
-from salesflow.sources.csv_records import FIELD_COUNT, read_csv_records
-from salesflow.sources.typed_files import RECORD_TEXT, read_jsonl_as_text, scan_parquet_as_text
-
-SOURCE_ROW: Final = "__source_row"
-"""Column added to every staged batch: the 1-based index of the data record in its file."""
-
-INTERNAL_COLUMNS: Final = (SOURCE_ROW, FIELD_COUNT, RECORD_TEXT)
+from salesflow.sources.csv_records import read_csv_records
+from salesflow.sources.typed_files import read_jsonl_as_text, scan_parquet_as_text
 
 # Polars renames a repeated header "region" to "region_duplicated_0".
 _DUPLICATED: Final = re.compile(r"_duplicated_\d+$")

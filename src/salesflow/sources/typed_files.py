@@ -18,10 +18,8 @@ from typing import Final
 
 import polars as pl
 
+from salesflow.contract import RECORD_TEXT
 from salesflow.errors import UnreadableSourceError
-
-RECORD_TEXT: Final = "__record_text"
-"""Column of a staged JSON Lines batch: the text of a line that is not a JSON object, else null."""
 
 _NUMBER: Final = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 

@@ -23,7 +23,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from salesflow.contract import CONTRACT_VERSION, SALES_COLUMNS, Reason
+from salesflow.contract import CONTRACT_VERSION, SALES_COLUMNS, SOURCE_ROW, Reason
 from salesflow.errors import (
     LoadTimeoutError,
     UsageError,
@@ -32,7 +32,6 @@ from salesflow.errors import (
 )
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
 from salesflow.pg_url import PostgresUrl, connect_failure, first_line, is_postgres_url
-from salesflow.sources.files import SOURCE_ROW
 from salesflow.warehouse.base import (
     BATCH_TABLES,
     CONTENT_LOADED_ELSEWHERE_SQL,

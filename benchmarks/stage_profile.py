@@ -19,7 +19,7 @@ from salesflow import stages
 from salesflow.config import Settings
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
-from salesflow.warehouse.duckdb import DuckDBWarehouse
+from salesflow.warehouse import DuckDBWarehouse
 
 STAGES = ("plan", "stage", "validate", "transform", "load")
 

@@ -24,8 +24,8 @@ from tests.conftest import (
     run_salesflow,
     write_csv,
 )
-from tests.prefect_server import fresh_postgres_database
-from tests.warehouse.test_postgres import staged, with_schema
+from tests.prefect_server import fresh_postgres_database, with_schema
+from tests.warehouse.batches import staged
 
 runner = CliRunner()
 

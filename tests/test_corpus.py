@@ -31,8 +31,8 @@ from salesflow.errors import BatchError
 from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
+from salesflow.warehouse import DuckDBWarehouse
 from salesflow.warehouse.base import LoadPolicy
-from salesflow.warehouse.duckdb import DuckDBWarehouse
 
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "corpus"

@@ -16,7 +16,7 @@ from salesflow.quarantine import export_rejects, neutralise_formulas, read_rejec
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
 from tests.prefect_server import fresh_postgres_database, fresh_schema, with_schema
-from tests.warehouse.test_postgres import staged
+from tests.warehouse.batches import staged
 
 
 @pytest.fixture

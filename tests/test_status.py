@@ -11,21 +11,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from salesflow.flows.run_history import recent_runs
 from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.server import PrefectServer
-from salesflow.status import (
-    QualityWindow,
-    RunCounts,
-    read_quality_window,
-    recent_runs,
-    warehouse_counts,
-)
+from salesflow.status import QualityWindow, RunCounts, read_quality_window, warehouse_counts
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
 from salesflow.warehouse.base import Warehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
 from tests.prefect_server import fresh_postgres_database, fresh_schema
 from tests.test_serve import api_of, day_file
-from tests.warehouse.test_postgres import staged
+from tests.warehouse.batches import staged
 
 
 @pytest.fixture

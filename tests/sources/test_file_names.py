@@ -16,8 +16,8 @@ from salesflow.manifest import BatchStatus
 from salesflow.sources.files import map_columns, stage_source
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules, validate_batch
+from salesflow.warehouse import DuckDBWarehouse
 from salesflow.warehouse.base import LoadPolicy
-from salesflow.warehouse.duckdb import DuckDBWarehouse
 
 HEADER = "order_id,order_ts,sku,quantity,unit_price,region"
 

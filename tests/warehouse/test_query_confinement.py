@@ -21,8 +21,8 @@ import psycopg
 import pytest
 
 from salesflow.errors import UsageError
-from salesflow.warehouse.duckdb import DuckDBWarehouse
-from salesflow.warehouse.postgres import PostgresWarehouse
+from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
+from salesflow.warehouse.dialects.postgres import PostgresDialect
 from tests.conftest import fresh_process_env, run_salesflow
 from tests.prefect_server import fresh_postgres_database, fresh_schema
 
@@ -229,7 +229,7 @@ def test_a_postgres_query_runs_alone_in_a_read_only_transaction(
 def test_a_postgres_query_past_its_time_limit_is_stopped(
     shared: PostgresWarehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(PostgresWarehouse, "QUERY_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(PostgresDialect, "QUERY_TIMEOUT_SECONDS", 0.5)
     started = time.monotonic()
 
     with pytest.raises(UsageError) as raised:

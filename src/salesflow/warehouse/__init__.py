@@ -9,11 +9,11 @@ from duckdb import Error as DuckDBError
 from psycopg import Error as PostgresError
 
 from salesflow.errors import UsageError
-from salesflow.pg_url import URL_SCHEMES
+from salesflow.pg_url import URL_SCHEMES, is_postgres_url
 from salesflow.text import printable
 from salesflow.warehouse.base import Warehouse
-from salesflow.warehouse.duckdb import DuckDBWarehouse
-from salesflow.warehouse.postgres import PostgresWarehouse, is_postgres_location
+from salesflow.warehouse.dialects.duckdb import DuckDBWarehouse
+from salesflow.warehouse.dialects.postgres import PostgresWarehouse
 
 # What a warehouse's `fetch` raises when the database refuses a query (connection trouble is
 # already a salesflow error): readers turn it into a one-line UsageError.
@@ -79,7 +79,7 @@ def warehouse_kind(location: str, name: str | None = "warehouse") -> WarehouseKi
     alike, so that a misspelled URL (`postgresq://...`) is refused instead of becoming a DuckDB
     file of that name. `name` (the setting or option, None when the caller names it) starts the
     message."""
-    if is_postgres_location(location):
+    if is_postgres_url(location):
         return "postgres"
     scheme = _url_scheme(location)
     if scheme is None:

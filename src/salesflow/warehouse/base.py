@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from salesflow.contract import CANONICAL_COLUMNS
-from salesflow.errors import ReconciliationError, RejectThresholdError, UsageError
+from salesflow.errors import ReconciliationError, RejectThresholdError
 from salesflow.manifest import BatchManifest, BatchOutcome
 
 if TYPE_CHECKING:
-    from salesflow.anomalies import Anomaly
+    from salesflow.warehouse.rows import Anomaly
 
 # The daily_sales mart, recomputed for the order dates a load touched.
 DAILY_SALES_SELECT = """
@@ -28,77 +28,6 @@ SELECT order_date, region, category,
        coalesce(sum(-total) FILTER (WHERE quantity < 0), 0) AS returns_value
 FROM sales
 """
-
-# A flow run's record, its counts taken from its batches. Parameters: flow_run_id, flow_name,
-# state, started_at, message, flow_run_id. Plain table names and `?`: both warehouses run it.
-RECORD_RUN_SQL = (
-    "INSERT INTO runs SELECT CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS VARCHAR), "
-    "CAST(? AS TIMESTAMPTZ), now(), count(*), "
-    "count(*) FILTER (WHERE status = 'loaded'), "
-    "count(*) FILTER (WHERE status = 'skipped'), "
-    "count(*) FILTER (WHERE status = 'failed'), "
-    "coalesce(sum(rows_in) FILTER (WHERE status = 'loaded'), 0), "
-    "coalesce(sum(rows_loaded) FILTER (WHERE status = 'loaded'), 0), "
-    "coalesce(sum(rows_rejected) FILTER (WHERE status = 'loaded'), 0), "
-    "coalesce(sum(amount_loaded) FILTER (WHERE status = 'loaded'), 0), "
-    "CAST(? AS VARCHAR) FROM batches WHERE flow_run_id = ?"
-)
-
-# A failed or skipped attempt at a batch already recorded: status, error, times and run change;
-# what is loaded (sha256, counts, money) stays. Parameters: attempt_params(outcome).
-RECORD_ATTEMPT_SQL = (
-    "UPDATE batches SET status = ?, error = ?, started_at = ?, finished_at = ?, "
-    "flow_run_id = ? WHERE batch_id = ?"
-)
-
-
-def attempt_params(outcome: BatchOutcome) -> list[Any]:
-    """The parameters of RECORD_ATTEMPT_SQL for one outcome."""
-    return [
-        str(outcome.status),
-        outcome.error,
-        outcome.started_at,
-        outcome.finished_at,
-        outcome.flow_run_id,
-        outcome.batch_id,
-    ]
-
-
-# Where an incremental source has read up to. Parameters: source, watermark.
-SAVE_WATERMARK_SQL = (
-    "INSERT INTO watermarks (source, watermark, updated_at) VALUES (?, ?, now()) "
-    "ON CONFLICT (source) DO UPDATE SET watermark = excluded.watermark, "
-    "updated_at = excluded.updated_at"
-)
-
-# A check's anomalies replace those of the days it checked. Plain table names and `?`: both
-# warehouses run them. DELETE parameter: the checked dates (a list); INSERT: anomaly_params().
-DELETE_ANOMALIES_SQL = "DELETE FROM anomalies WHERE list_contains(CAST(? AS DATE[]), order_date)"
-ANOMALY_COLUMNS = (
-    "order_date, region, kpi, value, median, mad, robust_z, direction, window_days, "
-    "detected_at, flow_run_id"
-)
-INSERT_ANOMALY_SQL = (
-    f"INSERT INTO anomalies ({ANOMALY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def anomaly_params(anomaly: Anomaly) -> list[Any]:
-    """The parameters of INSERT_ANOMALY_SQL for one anomaly."""
-    return [
-        anomaly.order_date,
-        anomaly.region,
-        anomaly.kpi,
-        anomaly.value,
-        anomaly.median,
-        anomaly.mad,
-        anomaly.robust_z,
-        anomaly.direction,
-        anomaly.window_days,
-        anomaly.detected_at,
-        anomaly.flow_run_id,
-    ]
-
 
 # How tables are ordered for a checksum: by their natural key.
 TABLE_KEYS: dict[str, str] = {
@@ -242,51 +171,9 @@ def repeated_row_condition(derived_order_ids: bool, nullable: Sequence[str] | No
     return " AND ".join(terms)
 
 
-# A batch renamed from an earlier id keeps no trace of it: the order ids derived from the old
-# name (`<batch id>#<row>`, for files without order_id) take the new one, as a fresh load of
-# the source would write them. Parameters: new id, new id, old id. Run after the rename.
-RENAME_DERIVED_ORDER_IDS_SQL = (
-    "UPDATE sales SET order_id = ? || '#' || CAST(source_row AS VARCHAR) "
-    "WHERE batch_id = ? AND order_id = ? || '#' || CAST(source_row AS VARCHAR)"
-)
-
-
 # Schema versions: 1 = batch ids were bare file names (no schema_version table); 2 = batch ids
 # are paths relative to the landing root (sources.files.batch_identity).
 SCHEMA_VERSION = 2
-
-
-def check_schema_version(location: str, version: int | None) -> bool:
-    """Whether a warehouse at `version` (None: 1, before the table) needs the upgrade step; a
-    warehouse newer than this salesflow is refused, never rewritten."""
-    if version is not None and version > SCHEMA_VERSION:
-        raise UsageError(
-            f"{location}: warehouse schema version {version} is newer than this "
-            f"salesflow's ({SCHEMA_VERSION}); upgrade salesflow to write to it"
-        )
-    return version != SCHEMA_VERSION
-
-
-def upgrade_renames(
-    recorded: Sequence[tuple[str, str]], landing_root: Path | None
-) -> list[tuple[str, str]]:
-    """Schema 1 -> 2: the (old id, new id) renames that give each recorded batch whose source
-    file is still there its path-based id (sources.files.batch_identity), skipping any id
-    another batch already holds. A batch whose file is gone keeps its id until its source is
-    loaded again, when the load adopts it by its recorded source."""
-    from salesflow.sources.files import batch_identity
-
-    taken = {batch_id for batch_id, _ in recorded}
-    renames = []
-    for batch_id, source in recorded:
-        path = Path(source)
-        if not path.is_absolute() or not path.is_file():
-            continue
-        wanted = batch_identity(path, landing_root)
-        if wanted != batch_id and wanted not in taken:
-            renames.append((batch_id, wanted))
-            taken.add(wanted)
-    return renames
 
 
 class SourceIndex(NamedTuple):

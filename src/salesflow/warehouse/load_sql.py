@@ -1,0 +1,117 @@
+"""The statements of a batch load and its undo, written once for every dialect.
+
+Plain table names and `?` placeholders: a dialect renders them (salesflow.warehouse.dialects).
+The staged relations they read (`staged_sales`, `staged_raw_money`) and the temporary table
+`repeated` are made inside the load's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from salesflow.contract import CONTRACT_VERSION, SALES_COLUMNS
+from salesflow.manifest import BatchOutcome
+from salesflow.warehouse.base import DAILY_SALES_SELECT, repeated_row_condition
+
+# The tables holding a batch's rows: saved before a load replaces them, restored on rollback.
+UNDO_TABLES = ("sales", "sales_rejected", "batches")
+
+# This very content is loaded (or was skipped as loaded) under this batch id.
+HOLDS_CONTENT_SQL = (
+    "SELECT count(*) FROM batches WHERE batch_id = ? AND sha256 = ? "
+    "AND rows_in IS NOT NULL AND status IN ('loaded', 'skipped')"
+)
+
+# Whether the load the flow is undoing is still the batch's latest: a later load wins.
+IS_LOAD_OF_SQL = (
+    "SELECT count(*) FROM batches WHERE batch_id = ? AND status = 'loaded' "
+    "AND sha256 IS NOT DISTINCT FROM ? AND finished_at = ? "
+    "AND flow_run_id IS NOT DISTINCT FROM ?"
+)
+
+DATES_OF_BATCH_SQL = "SELECT DISTINCT order_date FROM sales WHERE batch_id = ?"
+
+INSERT_STAGED_SALES_SQL = (
+    f"INSERT INTO sales SELECT {', '.join(SALES_COLUMNS)} FROM staged_sales s "
+    "WHERE NOT EXISTS (SELECT 1 FROM repeated r WHERE r.source_row = s.source_row)"
+)
+
+LOADED_TOTALS_SQL = "SELECT count(*), coalesce(sum(total), 0) FROM sales WHERE batch_id = ?"
+
+# Money of the loaded rows recomputed by the database from the raw text, not from Polars.
+AMOUNT_FROM_RAW_SQL = (
+    "SELECT coalesce(sum(CAST(trim(r.quantity) AS DECIMAL(18, 0)) "
+    "* CAST(trim(r.unit_price) AS DECIMAL(18, 4))), 0) FROM staged_raw_money r "
+    "WHERE r.source_row IN (SELECT source_row FROM sales WHERE batch_id = ?)"
+)
+
+# The mart for the dates a load touched. Parameter: the dates (a list).
+DELETE_DAILY_SALES_SQL = "DELETE FROM daily_sales WHERE order_date = ANY(CAST(? AS DATE[]))"
+INSERT_DAILY_SALES_SQL = (
+    f"INSERT INTO daily_sales {DAILY_SALES_SELECT} "
+    "WHERE order_date = ANY(CAST(? AS DATE[])) GROUP BY order_date, region, category"
+)
+
+BATCH_COLUMNS = (
+    "batch_id, source, sha256, rows_in, rows_loaded, rows_rejected, amount_loaded, status, "
+    "error, contract_version, started_at, finished_at, flow_run_id"
+)
+INSERT_BATCH_SQL = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({', '.join(['?'] * 13)})"
+
+
+def batch_params(outcome: BatchOutcome) -> list[object]:
+    """The parameters of INSERT_BATCH_SQL for one outcome."""
+    return [
+        outcome.batch_id,
+        outcome.source,
+        outcome.sha256,
+        outcome.rows_in,
+        outcome.rows_loaded,
+        outcome.rows_rejected,
+        outcome.amount_loaded,
+        str(outcome.status),
+        outcome.error,
+        CONTRACT_VERSION,
+        outcome.started_at,
+        outcome.finished_at,
+        outcome.flow_run_id,
+    ]
+
+
+def reason_counts_sql(binary_collation: str) -> str:
+    """A batch's rejected rows counted by reason, most frequent first, ties by code in byte
+    order. Parameter: the batch id."""
+    return (
+        "SELECT reason, count(*) FROM (SELECT unnest(reasons) AS reason FROM sales_rejected "
+        f"WHERE batch_id = ?) AS r GROUP BY reason ORDER BY count(*) DESC, reason{binary_collation}"
+    )
+
+
+def repeated_rows_sql(derived_order_ids: bool, null_safe: Sequence[str] | None) -> str:
+    """Staged rows repeating a row another batch loaded (see base.repeated_row_condition).
+    Only the dates the batch spans are searched, so the cost follows the batch, not the
+    warehouse. Parameter: the batch id."""
+    return (
+        "SELECT s.source_row, s.total FROM staged_sales s WHERE EXISTS (SELECT 1 FROM sales w "
+        "WHERE w.order_date BETWEEN (SELECT min(order_date) FROM staged_sales) "
+        "AND (SELECT max(order_date) FROM staged_sales) AND w.batch_id <> ? AND "
+        f"{repeated_row_condition(derived_order_ids, null_safe)})"
+    )
+
+
+def batches_repeated_sql(derived_order_ids: bool, null_safe: Sequence[str] | None) -> str:
+    """The batches holding the rows of `repeated`, for the message. Parameter: the batch id."""
+    return (
+        "SELECT DISTINCT w.batch_id FROM staged_sales s JOIN sales w ON w.batch_id <> ? "
+        "AND w.order_date = s.order_date AND "
+        f"{repeated_row_condition(derived_order_ids, null_safe)} "
+        "WHERE s.source_row IN (SELECT source_row FROM repeated) ORDER BY 1 LIMIT 3"
+    )
+
+
+def checksum_sql(table: str, key: str) -> str:
+    """A table's row count and the md5 of its rows as text, in natural key order."""
+    return (
+        f"SELECT count(*) || ':' || coalesce(md5(string_agg(CAST(t AS VARCHAR), chr(10) "
+        f"ORDER BY {key})), '') FROM {table} AS t"
+    )

@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 
 from salesflow import cli
 from salesflow.config import load_settings
-from salesflow.deployments import (
+from salesflow.errors import UsageError
+from salesflow.flows.deployments import (
     PREFECT_YAML,
     default_settings,
     deployment_specs,
     render_prefect_yaml,
 )
-from salesflow.errors import UsageError
 from salesflow.server import PrefectServer, free_port
 from tests.conftest import REPO, fresh_process_env, run_salesflow
 from tests.test_serve import (

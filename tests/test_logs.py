@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from salesflow.logs import (
-    ESCAPE_CONTROLS,
-    EscapeControls,
-    JsonFormatter,
-    escape_logs,
-    use_json_logs,
-)
+from salesflow.flows.json_logs import use_json_logs
+from salesflow.logs import ESCAPE_CONTROLS, EscapeControls, JsonFormatter, escape_logs
 from tests.conftest import CANONICAL_HEADER, fresh_process_env, run_salesflow, write_csv
 
 

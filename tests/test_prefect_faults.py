@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from salesflow import prefect_health
-from salesflow.prefect_health import PrefectTarget, known_revisions
+from salesflow.flows import health
+from salesflow.flows.health import PrefectTarget, known_revisions
 from salesflow.server import PrefectServer, free_port
 from salesflow.warehouse import DuckDBWarehouse
 from tests.conftest import CANONICAL_HEADER, fresh_process_env, run_salesflow, write_csv
@@ -300,14 +300,14 @@ def test_a_server_killed_mid_run_ends_the_run_in_one_line_and_a_rerun_completes_
     ],
 )
 def test_the_sqlite_file_is_found_in_prefects_database_url(url: str, path: Path | None) -> None:
-    from salesflow.prefect_health import sqlite_path
+    from salesflow.flows.health import sqlite_path
 
     assert sqlite_path(url) == path
 
 
 def test_a_database_of_this_prefect_or_none_yet_passes_the_check(tmp_path: Path) -> None:
     from salesflow.errors import PrefectApiError
-    from salesflow.prefect_health import check_local_database
+    from salesflow.flows.health import check_local_database
 
     database = tmp_path / "prefect.db"
     url = f"sqlite+aiosqlite:///{database}"
@@ -330,11 +330,11 @@ def test_a_disk_full_error_out_of_prefect_names_prefects_home_or_the_file(
     import errno
 
     from salesflow.errors import DiskFullError
-    from salesflow.prefect_health import prefect_fault
+    from salesflow.flows.health import prefect_fault
 
     home = tmp_path / "prefect-home"
     # Prefect's settings were read when this session imported Prefect; the home is what counts.
-    monkeypatch.setattr(prefect_health, "prefect_target", lambda: PrefectTarget(None, home, ""))
+    monkeypatch.setattr(health, "prefect_target", lambda: PrefectTarget(None, home, ""))
     in_home = OSError(errno.ENOSPC, "No space left on device", str(home / "storage" / "x"))
     elsewhere = OSError(errno.ENOSPC, "No space left on device", "/srv/results/x")
     sqlite = RuntimeError("(sqlite3.OperationalError) database or disk is full")

@@ -11,6 +11,7 @@ import pytest
 from salesflow.config import Settings
 from salesflow.flows.artifacts import BATCHES_KEY, QUALITY_KEY
 from salesflow.flows.etl import run_etl
+from salesflow.options import RunOptions
 from salesflow.server import PrefectServer
 from tests.conftest import CANONICAL_HEADER, TEST_ARTIFACTS, write_csv
 from tests.test_serve import api_of
@@ -28,7 +29,7 @@ def test_the_run_page_shows_the_quality_and_batches_artifacts(
         "O2,2024-03-01T11:00:00,C2,S2,Mug,Home,x,3.25,North",
     )
     with api_of(prefect_server):
-        summary = run_etl([day], settings, accept_rejects=True)
+        summary = run_etl([day], settings, RunOptions(accept_rejects=True))
     assert summary.flow_run_id is not None
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -28,13 +28,11 @@ from salesflow.validate import (
     REJECTED_COLUMNS,
     VALID_COLUMNS,
     ValidationRules,
-    blank_to_null,
     count_reasons,
-    normalised_columns,
     parse_order_ts,
-    parse_timestamp,
     validate_batch,
 )
+from salesflow.value_parsing import blank_to_null, normalised_columns, parse_timestamp
 
 BATCH = "sales_2024-01-05.csv"
 IDENTITY = {column: column for column in CANONICAL_COLUMNS}

@@ -20,11 +20,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
-from pydantic import BaseModel
+
+from salesflow.warehouse.rows import Anomaly
 
 if TYPE_CHECKING:
     from salesflow.config import Settings
-    from salesflow.warehouse.base import Warehouse
+    from salesflow.warehouse import Warehouse
 
 Kpi = Literal["net_revenue", "orders", "avg_order_value", "reject_rate"]
 KPIS: tuple[Kpi, ...] = ("net_revenue", "orders", "avg_order_value", "reject_rate")
@@ -88,22 +89,6 @@ class AnomalyRules:
             z_threshold=settings.anomaly_z_threshold,
             min_history_days=settings.anomaly_min_history_days,
         )
-
-
-class Anomaly(BaseModel):
-    """One KPI of one region on one day that lies beyond the threshold: a row of `anomalies`."""
-
-    order_date: date
-    region: str
-    kpi: str
-    value: float
-    median: float
-    mad: float
-    robust_z: float
-    direction: Literal["spike", "drop"]
-    window_days: int
-    detected_at: datetime
-    flow_run_id: str | None = None
 
 
 def loaded_dates(warehouse: Warehouse, batch_ids: Sequence[str]) -> list[date]:

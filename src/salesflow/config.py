@@ -10,6 +10,7 @@ import json
 import os
 from datetime import date
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,7 +33,7 @@ from pydantic_settings import (
 from salesflow.contract import check_timestamp_format, check_timezone
 from salesflow.errors import UsageError
 from salesflow.pg_url import secret_parameters
-from salesflow.profiles import SourceProfile
+from salesflow.source_profile import SourceProfile
 from salesflow.warehouse import warehouse_kind
 
 CONFIG_FILE_ENV = "SALESFLOW_CONFIG"
@@ -42,6 +43,13 @@ DEFAULT_CONFIG_FILE = "salesflow.toml"
 
 def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
+
+
+class TaskRunner(StrEnum):
+    """Where a run's batch stages execute: a thread pool in this process, or a Dask cluster."""
+
+    threads = "threads"
+    dask = "dask"
 
 
 class Settings(BaseSettings):
@@ -95,8 +103,8 @@ class Settings(BaseSettings):
         default_factory=_default_workers, gt=0, description="Batches processed at once."
     )
     max_days_in_flight: int = Field(2, gt=0, description="Days a backfill runs at once.")
-    task_runner: Literal["threads", "dask"] = Field(
-        "threads",
+    task_runner: TaskRunner = Field(
+        TaskRunner.threads,
         description="Where batch stages run: a thread pool here, or a Dask cluster.",
     )
     dask_address: str | None = Field(

@@ -27,18 +27,12 @@ RECORD_TEXT: Final = "__record_text"
 """Column of a staged JSON Lines batch: the text of a line that is not a JSON object, else null."""
 INTERNAL_COLUMNS: Final = (SOURCE_ROW, FIELD_COUNT, RECORD_TEXT)
 
+# What an order line says about who bought what at which price: the middle of both the canonical
+# input columns and the `sales` table's.
+_LINE_COLUMNS: Final = ("customer_id", "sku", "product", "category", "quantity", "unit_price")
+
 # Canonical input columns, in the order salesflow writes them.
-CANONICAL_COLUMNS: Final = (
-    "order_id",
-    "order_ts",
-    "customer_id",
-    "sku",
-    "product",
-    "category",
-    "quantity",
-    "unit_price",
-    "region",
-)
+CANONICAL_COLUMNS: Final = ("order_id", "order_ts", *_LINE_COLUMNS, "region")
 
 # A row lacking any of these is rejected with `missing_<column>`.
 REQUIRED_VALUES: Final = ("order_id", "sku", "order_ts", "quantity", "unit_price", "region")
@@ -142,17 +136,13 @@ MONEY: Final = pl.Decimal(18, 4)
 TICKET_SIZES: Final = ("return", "low", "medium", "high", "very_high")
 WEEKDAYS: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
-# Columns of the `sales` table, in order.
+# Columns of the `sales` table, in order: the canonical ones with the derived columns among them,
+# then where each row came from.
 SALES_COLUMNS: Final = (
     "order_id",
     "order_ts",
     "order_date",
-    "customer_id",
-    "sku",
-    "product",
-    "category",
-    "quantity",
-    "unit_price",
+    *_LINE_COLUMNS,
     "total",
     "ticket_size",
     "month",

@@ -1,9 +1,9 @@
 """Logs: control characters escaped in every record, and machine-readable output.
 
 `--log-format json` writes every Prefect and salesflow log record as one JSON object per line on
-stderr, alongside the logs Prefect keeps in its API. A log shipper (Vector, Fluent Bit, a
-CloudWatch agent) can then index the run's records by `flow_run_id`, `task_run_id`, level and
-logger without parsing text.
+stderr (`JsonFormatter`, installed by `flows.json_logs.use_json_logs`), alongside the logs
+Prefect keeps in its API. A log shipper (Vector, Fluent Bit, a CloudWatch agent) can then index
+the run's records by `flow_run_id`, `task_run_id`, level and logger without parsing text.
 
 Whatever the format, `escape_logs` makes each record's message printable (see salesflow.text):
 a file name holding an ANSI escape or a newline cannot recolour a terminal or forge a log line,
@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from datetime import UTC, datetime
-from typing import IO, Final
+from typing import Final
 
 from salesflow.text import printable
 
@@ -80,24 +79,3 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-def use_json_logs(stream: IO[str] | None = None, level: int = logging.INFO) -> logging.Handler:
-    """Send Prefect's and salesflow's log records to `stream` (stderr) as JSON lines.
-
-    Prefect configures its loggers once, on first import of its main module, replacing the
-    handlers of the loggers it names ("prefect" among them); later setups are incremental. So
-    that runs first, and the handler is added after it, not wiped by it.
-    """
-    import prefect.main  # noqa: F401  (configures Prefect's logging)
-
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    handler.setLevel(level)
-    escape_logs(handler, *logging.getLogger().handlers)  # Prefect's console handler on the root
-    for name in LOGGERS:
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        if logger.getEffectiveLevel() > level:
-            logger.setLevel(level)
-    return handler

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
+from typing import ClassVar, overload
 
 from pydantic import BaseModel, Field
 
@@ -21,6 +22,23 @@ class BatchStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     NOT_ATTEMPTED = "not_attempted"  # a run-wide fault stopped the run before this batch
+
+
+class StagedFile:
+    """A read-only manifest attribute naming one staged file: `manifest.raw_path` is
+    `manifest.staged("raw.parquet")`. Not a model field, so it is never serialised."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, manifest: None, owner: type[BatchManifest]) -> StagedFile: ...
+    @overload
+    def __get__(self, manifest: BatchManifest, owner: type[BatchManifest]) -> Path: ...
+    def __get__(
+        self, manifest: BatchManifest | None, owner: type[BatchManifest]
+    ) -> Path | StagedFile:
+        return self if manifest is None else manifest.staged(self.name)
 
 
 class BatchManifest(BaseModel):
@@ -59,23 +77,14 @@ class BatchManifest(BaseModel):
         default_factory=dict, description="Valid but worth a look: zero_price, returns."
     )
 
-    @property
-    def raw_path(self) -> Path:
-        return self._staged("raw.parquet")
+    # The batch's staged files, one per stage it has passed.
+    raw_path: ClassVar[StagedFile] = StagedFile("raw.parquet")
+    valid_path: ClassVar[StagedFile] = StagedFile("valid.parquet")
+    rejected_path: ClassVar[StagedFile] = StagedFile("rejected.parquet")
+    sales_path: ClassVar[StagedFile] = StagedFile("sales.parquet")
 
-    @property
-    def valid_path(self) -> Path:
-        return self._staged("valid.parquet")
-
-    @property
-    def rejected_path(self) -> Path:
-        return self._staged("rejected.parquet")
-
-    @property
-    def sales_path(self) -> Path:
-        return self._staged("sales.parquet")
-
-    def _staged(self, name: str) -> Path:
+    def staged(self, name: str) -> Path:
+        """`name` in the batch's staging folder; a batch that was never staged has none."""
         if self.staging_dir is None:
             raise ValueError(f"batch {self.batch_id} has no staging directory")
         return self.staging_dir / name

@@ -1,35 +1,25 @@
 """What happened lately: flow runs from the Prefect API joined with what the warehouse recorded.
 
-Prefect knows runs, states and times; the warehouse knows batches, rows and money. `recent_runs`
-joins them by flow run id for `salesflow status`; `read_quality_window` reads a window of days
-for the scheduled quality report.
+Prefect knows runs, states and times; the warehouse knows batches, rows and money.
+`run_statuses` joins them by flow run id for `salesflow status` (`flows.run_history` reads the
+runs from Prefect); `read_quality_window` reads a window of days for the scheduled quality report.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from salesflow.errors import PrefectApiError, UsageError
+from salesflow.errors import UsageError
 from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.quality import SAMPLE_ROWS
 from salesflow.warehouse import DATABASE_ERRORS
 from salesflow.warehouse.base import Warehouse, error_line
-
-# The flows whose runs `salesflow status` lists (subflows are rolled up into their parent).
-SALESFLOW_FLOWS = (
-    "salesflow-etl",
-    "salesflow-backfill",
-    "salesflow-daily",
-    "salesflow-poll",
-    "salesflow-quality-report",
-    "salesflow-oltp",
-)
-_PAGE = 200  # the Prefect API's largest page
 
 
 @dataclass
@@ -63,67 +53,20 @@ class RunStatus:
     counts: RunCounts | None  # None: the warehouse has no record of it (yet)
 
 
-def recent_runs(warehouse: Warehouse, limit: int) -> list[RunStatus]:
-    """The latest `limit` top-level salesflow flow runs with their warehouse counts, newest first.
+def run_statuses(
+    warehouse: Warehouse,
+    runs: Sequence[Any],
+    flow_names: Mapping[Any, str],
+    children: Sequence[Any],
+    task_runs: Sequence[Any],
+) -> list[RunStatus]:
+    """`salesflow status`'s lines: top-level flow `runs` (as the Prefect API returns them, newest
+    first) with the warehouse counts of each and of its subflow runs, rolled up.
 
-    Scheduled (future and late) runs are left out: the Prefect UI shows those.
+    `children` are the subflow runs of `runs`, and `task_runs` the tasks that started them: a
+    subflow names its parent task, the task its flow run. Plain attribute access only, so the
+    join needs no Prefect import (`flows.run_history` does the asking).
     """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterParentFlowRunId,
-        FlowRunFilterParentTaskRunId,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-        TaskRunFilter,
-        TaskRunFilterId,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    with get_client(sync_client=True) as client:
-        if (problem := client.api_healthcheck()) is not None:
-            # check_prefect has seen it answer: it failed since, or answers with an error.
-            reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
-            url = client.api_url
-            raise PrefectApiError(f"Prefect API unreachable at {url} ({reason})")
-        flows = client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=SALESFLOW_FLOWS)))
-        names = {flow.id: flow.name for flow in flows}
-        if not names:
-            return []
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=SALESFLOW_FLOWS)),
-            flow_run_filter=FlowRunFilter(
-                parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True),
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED])
-                ),
-            ),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-            limit=limit,
-        )
-        children: list[Any] = []
-        while runs:
-            page = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id for run in runs])
-                ),
-                limit=_PAGE,
-                offset=len(children),
-            )
-            children += page
-            if len(page) < _PAGE:
-                break
-        parent_tasks = {child.parent_task_run_id for child in children} - {None}
-        task_runs = (
-            client.read_task_runs(
-                task_run_filter=TaskRunFilter(id=TaskRunFilterId(any_=list(parent_tasks)))
-            )
-            if parent_tasks
-            else []
-        )
     parent_of_task = {task.id: task.flow_run_id for task in task_runs}
     family: dict[str, list[str]] = {str(run.id): [str(run.id)] for run in runs}
     for child in children:
@@ -145,7 +88,7 @@ def recent_runs(warehouse: Warehouse, limit: int) -> list[RunStatus]:
         statuses.append(
             RunStatus(
                 flow_run_id=str(run.id),
-                flow_name=names.get(run.flow_id, str(run.flow_id)),
+                flow_name=flow_names.get(run.flow_id, str(run.flow_id)),
                 run_name=run.name,
                 state=(run.state.name or str(run.state.type)) if run.state else "",
                 started_at=start,

@@ -21,20 +21,16 @@ from salesflow.contract import (
     CANONICAL_COLUMNS,
     FIELD_COUNT,
     INTERNAL_COLUMNS,
-    MONEY,
     RECORD_TEXT,
     SOURCE_ROW,
     Reason,
 )
-
-# A whole number; "3.0" (as a float-typed column writes 3) is exact, "2.5" is not.
-QUANTITY_PATTERN: Final = r"^[+-]?\d+(\.0+)?$"
-QUANTITY_MAX_DIGITS: Final = 18  # what BIGINT holds
-# At most 14 integer digits and 4 decimals: what DECIMAL(18,4) holds without rounding.
-PRICE_PATTERN: Final = r"^[+-]?\d+(\.\d{1,4})?$"
-PRICE_MAX_DIGITS: Final = 14  # integer digits DECIMAL(18,4) holds
-TIMESTAMP_PATTERN: Final = (
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
+from salesflow.value_parsing import (
+    COMMON_TIMESTAMP_FORMAT,
+    TIMESTAMP_PATTERN,
+    normalised_columns,
+    parse_timestamp,
+    parsed_values,
 )
 
 VALID_COLUMNS: Final = (*CANONICAL_COLUMNS, "source_row")
@@ -137,7 +133,7 @@ def validate_batch(
             *_record_problems(input_columns, rules, malformed),
         )
         .with_columns(_canonical_text(column_map, batch_id, normalised))
-        .with_columns(_parsed(rules))
+        .with_columns(parsed_values())
     )
     checked = checked.with_columns(parse_order_ts(checked.get_column("order_ts"), rules))
     checked = checked.with_columns(_reasons(rules, len(input_columns), malformed).alias("reasons"))
@@ -163,35 +159,6 @@ def validate_batch(
         _raw_json(malformed).alias("raw"),
     )
     return ValidationResult(valid=valid, rejected=rejected)
-
-
-def blank_to_null(expr: pl.Expr) -> pl.Expr:
-    """Trimmed, with an empty result as null: how every check sees a value."""
-    trimmed = expr.str.strip_chars()
-    return pl.when(trimmed == "").then(None).otherwise(trimmed)
-
-
-def normalised_columns(raw: pl.DataFrame, input_columns: Sequence[str]) -> dict[str, pl.Expr]:
-    """Each input column trimmed, with a blank value as null: what every check compares.
-
-    A column none of whose values would change is used as it is, which spares copying every
-    string of a clean batch (the common case) once for the checks and once for the duplicates.
-    """
-    if not input_columns or raw.is_empty():
-        return {name: blank_to_null(pl.col(name)) for name in input_columns}
-    untouched = raw.select(
-        _would_change(pl.col(name)).any().not_().alias(name) for name in input_columns
-    ).row(0, named=True)
-    return {
-        name: pl.col(name) if untouched[name] else blank_to_null(pl.col(name))
-        for name in input_columns
-    }
-
-
-def _would_change(value: pl.Expr) -> pl.Expr:
-    """Trimming shortens it, or it is empty (so `blank_to_null` makes it null)."""
-    length = value.str.len_bytes()
-    return (value.str.strip_chars().str.len_bytes() != length) | (length == 0)
 
 
 def _canonical_text(
@@ -245,29 +212,6 @@ def _record_problems(
     ]
 
 
-def _parsed(rules: ValidationRules) -> list[pl.Expr]:
-    quantity_ok = pl.col("quantity").str.contains(QUANTITY_PATTERN)
-    price_ok = pl.col("unit_price").str.contains(PRICE_PATTERN)
-    # Well-formed but too many digits for the column type: out of range, not a bad type.
-    quantity_huge = quantity_ok & _more_integer_digits("quantity", QUANTITY_MAX_DIGITS)
-    price_huge = price_ok & _more_integer_digits("unit_price", PRICE_MAX_DIGITS)
-    return [
-        pl.when(quantity_ok & ~quantity_huge)
-        .then(pl.col("quantity").str.replace(r"\.0+$", "").cast(pl.Int64, strict=False))
-        .alias("_quantity"),
-        pl.when(price_ok & ~price_huge)
-        .then(pl.col("unit_price").cast(MONEY, strict=False))
-        .alias("_unit_price"),
-        quantity_huge.fill_null(False).alias("_quantity_huge"),
-        price_huge.fill_null(False).alias("_price_huge"),
-    ]
-
-
-def _more_integer_digits(column: str, digits: int) -> pl.Expr:
-    """More than `digits` integer digits, leading zeros aside (one regex test, no extraction)."""
-    return pl.col(column).str.contains(rf"^[+-]?0*[1-9]\d{{{digits}}}")
-
-
 def _custom_timestamp(rules: ValidationRules) -> pl.Expr:
     """order_ts in the configured format; with an offset (%z) converted to the shop's zone."""
     assert rules.timestamp_format is not None
@@ -285,10 +229,6 @@ def _custom_timestamp(rules: ValidationRules) -> pl.Expr:
     )
 
 
-# The shape most timestamps have (naive, `T`, seconds): tried alone first, see parse_order_ts.
-_COMMON_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.f"
-
-
 def parse_order_ts(text: pl.Series, rules: ValidationRules) -> pl.Series:
     """The `_order_ts` column: `parse_timestamp` of the trimmed order_ts text, or the configured
     `timestamp_format` where ISO 8601 does not read it.
@@ -301,7 +241,7 @@ def parse_order_ts(text: pl.Series, rules: ValidationRules) -> pl.Series:
     shape_ok = iso.str.contains(TIMESTAMP_PATTERN)
     # Text the common format reads has no space to normalise and no offset, so the value is
     # the one parse_timestamp's first format gives it.
-    common = iso.str.to_datetime(_COMMON_FORMAT, time_unit="us", strict=False, exact=True)
+    common = iso.str.to_datetime(COMMON_TIMESTAMP_FORMAT, time_unit="us", strict=False, exact=True)
     parsed = frame.select(
         pl.when(shape_ok).then(common).alias("_order_ts"),
         (shape_ok & common.is_null()).fill_null(False).alias("_other_shape"),
@@ -318,29 +258,6 @@ def parse_order_ts(text: pl.Series, rules: ValidationRules) -> pl.Series:
             .to_series()
         )
     return order_ts.alias("_order_ts")
-
-
-def parse_timestamp(text: pl.Expr, timezone: str) -> pl.Expr:
-    """ISO 8601 date or timestamp -> naive timestamp in the shop's time zone; else null.
-
-    Timestamps with an offset (or Z) are converted to the shop's zone; naive ones are taken as
-    already in it. Calendar-invalid dates (2024-02-30) become null.
-    """
-    shape_ok = text.str.contains(TIMESTAMP_PATTERN)
-    normal = text.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T").str.replace(r"Z$", "+00:00")
-    naive_formats = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
-    offset_formats = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z")
-    naive = [
-        normal.str.to_datetime(fmt, time_unit="us", strict=False, exact=True)
-        for fmt in naive_formats
-    ]
-    aware = [
-        normal.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False, exact=True)
-        .dt.convert_time_zone(timezone)
-        .dt.replace_time_zone(None)
-        for fmt in offset_formats
-    ]
-    return pl.when(shape_ok).then(pl.coalesce(*naive, *aware))
 
 
 def _reasons(rules: ValidationRules, header_fields: int, malformed: bool) -> pl.Expr:

@@ -8,64 +8,68 @@ from __future__ import annotations
 import datetime
 import functools
 import gzip
-import math
+import re
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import StrEnum
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 import polars as pl
 
 from salesflow.contract import CANONICAL_COLUMNS
 from salesflow.errors import UsageError
+from salesflow.sources.dirt import add_dirt, dirty_count
 
-FileFormat = Literal["csv", "csv.gz", "parquet", "jsonl"]
-FORMATS: tuple[str, ...] = ("csv", "csv.gz", "parquet", "jsonl")
+
+class FileFormat(StrEnum):
+    """The formats the generator writes (and `salesflow generate --format` offers)."""
+
+    csv = "csv"
+    csv_gz = "csv.gz"
+    parquet = "parquet"
+    jsonl = "jsonl"
+
+
+FORMATS: tuple[str, ...] = tuple(FileFormat)
 
 MAX_DIRTY_RATIO: Final = 0.5
 
 # The catalogue and the customer pool are fixed, whatever the seed, so customers and products recur
 # across days and runs like in a real shop. Typical price per noun; the adjective scales it.
 _CATALOGUE_SEED: Final = 20_240_101
-_CATALOGUE: Final[dict[str, tuple[tuple[str, float], ...]]] = {
-    "Electronics": (
-        ("Headphones", 60), ("Speaker", 80), ("Charger", 20), ("Keyboard", 45), ("Mouse", 25),
-        ("Monitor", 240), ("Webcam", 55), ("Tablet", 380), ("Smartwatch", 220), ("Laptop", 950),
-    ),
-    "Home": (
-        ("Lamp", 35), ("Mug", 12), ("Pillow", 20), ("Blanket", 40), ("Kettle", 35), ("Vase", 25),
-        ("Wall Clock", 30), ("Rug", 120), ("Towel Set", 30), ("Coffee Maker", 90),
-    ),
-    "Garden": (
-        ("Hose", 30), ("Planter", 25), ("Shears", 20), ("Rake", 22), ("Bird Feeder", 18),
-        ("Lawn Mower", 420), ("Watering Can", 15), ("Seed Kit", 10), ("Grill", 350),
-        ("Hammock", 70),
-    ),
-    "Toys": (
-        ("Puzzle", 18), ("Robot", 60), ("Kite", 15), ("Plush Bear", 20), ("Board Game", 35),
-        ("Train Set", 90), ("Yo-Yo", 5), ("Drone", 160), ("Doll House", 120),
-        ("Building Blocks", 40),
-    ),
-    "Books": (
-        ("Cookbook", 25), ("Novel", 14), ("Atlas", 40), ("Journal", 12), ("Comic", 8),
-        ("Biography", 20), ("Travel Guide", 18), ("Poetry Collection", 15), ("Thriller", 13),
-        ("Textbook", 85),
-    ),
-    "Clothing": (
-        ("T-Shirt", 15), ("Jacket", 110), ("Scarf", 20), ("Sneakers", 85), ("Hoodie", 45),
-        ("Jeans", 55), ("Cap", 18), ("Raincoat", 75), ("Socks", 8), ("Sweater", 50),
-    ),
-    "Sports": (
-        ("Yoga Mat", 25), ("Dumbbell", 35), ("Tennis Racket", 90), ("Football", 25),
-        ("Bike Helmet", 55), ("Water Bottle", 15), ("Running Shoes", 110), ("Treadmill", 800),
-        ("Backpack", 50), ("Skateboard", 70),
-    ),
-    "Beauty": (
-        ("Lipstick", 18), ("Face Cream", 30), ("Shampoo", 9), ("Perfume", 75), ("Nail Polish", 8),
-        ("Hair Dryer", 60), ("Serum", 35), ("Body Lotion", 12), ("Eye Palette", 28), ("Razor", 15),
-    ),
-}  # fmt: skip
+# One category a paragraph, `Category: Noun typical-price, ...`, lines after the first indented.
+_CATALOGUE_TABLE: Final = """
+Electronics: Headphones 60, Speaker 80, Charger 20, Keyboard 45, Mouse 25, Monitor 240,
+    Webcam 55, Tablet 380, Smartwatch 220, Laptop 950
+Home: Lamp 35, Mug 12, Pillow 20, Blanket 40, Kettle 35, Vase 25, Wall Clock 30, Rug 120,
+    Towel Set 30, Coffee Maker 90
+Garden: Hose 30, Planter 25, Shears 20, Rake 22, Bird Feeder 18, Lawn Mower 420,
+    Watering Can 15, Seed Kit 10, Grill 350, Hammock 70
+Toys: Puzzle 18, Robot 60, Kite 15, Plush Bear 20, Board Game 35, Train Set 90, Yo-Yo 5,
+    Drone 160, Doll House 120, Building Blocks 40
+Books: Cookbook 25, Novel 14, Atlas 40, Journal 12, Comic 8, Biography 20, Travel Guide 18,
+    Poetry Collection 15, Thriller 13, Textbook 85
+Clothing: T-Shirt 15, Jacket 110, Scarf 20, Sneakers 85, Hoodie 45, Jeans 55, Cap 18,
+    Raincoat 75, Socks 8, Sweater 50
+Sports: Yoga Mat 25, Dumbbell 35, Tennis Racket 90, Football 25, Bike Helmet 55,
+    Water Bottle 15, Running Shoes 110, Treadmill 800, Backpack 50, Skateboard 70
+Beauty: Lipstick 18, Face Cream 30, Shampoo 9, Perfume 75, Nail Polish 8, Hair Dryer 60,
+    Serum 35, Body Lotion 12, Eye Palette 28, Razor 15
+"""
+
+
+def _parse_catalogue(table: str) -> dict[str, tuple[tuple[str, int], ...]]:
+    """The catalogue table as {category: ((noun, typical price), ...)}, in table order."""
+    catalogue: dict[str, tuple[tuple[str, int], ...]] = {}
+    for paragraph in re.split(r"\n(?=\S)", table.strip()):
+        category, items = paragraph.split(":", 1)
+        pairs = (" ".join(item.split()).rsplit(" ", 1) for item in items.split(","))
+        catalogue[category] = tuple((noun, int(price)) for noun, price in pairs)
+    return catalogue
+
+
+_CATALOGUE: Final = _parse_catalogue(_CATALOGUE_TABLE)
 _ADJECTIVES: Final = {
     "Mini": 0.7, "Essential": 0.8, "Compact": 0.85, "Classic": 1.0, "Eco": 1.0, "Urban": 1.0,
     "Vintage": 1.1, "Smart": 1.2, "Ultra": 1.3, "Pro": 1.4, "Premium": 1.5, "Deluxe": 1.6,
@@ -91,24 +95,6 @@ _RETURN_SHARE: Final = 0.005
 _NULL_CUSTOMER_SHARE: Final = 0.01
 _DISCOUNT_SHARE: Final = 0.08
 _DISCOUNT_RANGE: Final = (0.10, 0.25)
-_PICKS: Final = 12  # variants of a dirty value are picked by a draw modulo 3 or 4: 12 keeps it fair
-
-
-class Dirt(IntEnum):
-    """The kinds of dirt a dirty day carries; each dirty row carries exactly one."""
-
-    MISSING_ORDER_ID = 0
-    MISSING_SKU = 1
-    MISSING_ORDER_TS = 2
-    MISSING_QUANTITY = 3
-    MISSING_UNIT_PRICE = 4
-    MISSING_REGION = 5
-    BAD_TYPE_ORDER_TS = 6
-    BAD_TYPE_QUANTITY = 7
-    BAD_TYPE_UNIT_PRICE = 8
-    ZERO_QUANTITY = 9
-    NEGATIVE_PRICE = 10
-    DUPLICATE = 11
 
 
 @dataclass(frozen=True)
@@ -133,10 +119,10 @@ def generate_day(
     rng = np.random.default_rng(clean_seq)
     lines = _order_lines(rows, rng)
     frame = _clean_day(day, lines, rng)
-    n_dirty = _dirty_count(rows, dirty_ratio)
+    n_dirty = dirty_count(rows, dirty_ratio)
     if n_dirty == 0:
         return frame
-    return _add_dirt(frame, day, lines, n_dirty, np.random.default_rng(dirt_seq))
+    return add_dirt(frame, day, lines, n_dirty, np.random.default_rng(dirt_seq))
 
 
 def generate_sales(
@@ -146,7 +132,7 @@ def generate_sales(
     rows_per_day: int,
     seed: int = 42,
     dirty_ratio: float = 0.0,
-    fmt: FileFormat = "csv",
+    fmt: FileFormat | str = FileFormat.csv,
 ) -> list[Path]:
     """Write one file per day, `sales_YYYY-MM-DD.<ext>` (ext = fmt), returning the paths in date
     order.
@@ -345,118 +331,6 @@ def _timestamp(day: datetime.date, seconds: pl.Expr) -> pl.Expr:
 def _money(cents: pl.Expr) -> pl.Expr:
     """Non-negative cents as a plain two-place decimal, never in exponent notation."""
     return pl.concat_str(_zfill(cents // 100, 1), pl.lit("."), _zfill(cents % 100, 2))
-
-
-# --- dirt -------------------------------------------------------------------------------------
-
-
-def _dirty_count(rows: int, dirty_ratio: float) -> int:
-    """How many rows to dirty: about dirty_ratio * rows, and at least one per kind on real days."""
-    n_dirty = math.floor(dirty_ratio * rows + 0.5)
-    if dirty_ratio > 0 and rows >= 50:
-        n_dirty = max(n_dirty, len(Dirt))
-    return n_dirty
-
-
-def _dirty_rows(lines: np.ndarray, n_dirty: int, rng: np.random.Generator) -> np.ndarray:
-    """Which rows to dirty: one line in each of n_dirty random orders, so two dirty rows of one
-    order (whose keys are blanked) cannot end up as accidental exact copies of each other.
-    """
-    n_orders = min(n_dirty, lines.size)
-    orders = rng.choice(lines.size, n_orders, replace=False)
-    starts = np.cumsum(lines) - lines
-    rows = starts[orders] + (rng.random(n_orders) * lines[orders]).astype(np.int64)
-    if n_orders < n_dirty:  # only on tiny days with few orders
-        free = np.setdiff1d(np.arange(lines.sum()), rows)
-        rows = np.concatenate([rows, rng.choice(free, n_dirty - n_orders, replace=False)])
-    return rows
-
-
-def _add_dirt(
-    frame: pl.DataFrame,
-    day: datetime.date,
-    lines: np.ndarray,
-    n_dirty: int,
-    rng: np.random.Generator,
-) -> pl.DataFrame:
-    """Replace values on n_dirty rows, one kind of dirt each, and insert the duplicate copies."""
-    rows = _dirty_rows(lines, n_dirty, rng)
-    kinds = np.concatenate(
-        [
-            np.arange(min(n_dirty, len(Dirt))),
-            rng.integers(0, len(Dirt), max(n_dirty - len(Dirt), 0)),
-        ]
-    )
-    kind = np.full(frame.height, -1, dtype=np.int8)
-    kind[rows] = kinds
-    dirty = (
-        frame.with_columns(
-            _kind=pl.Series(kind), _pick=pl.Series(rng.integers(0, _PICKS, frame.height))
-        )
-        .with_columns(_dirty_values(day))
-        .drop("_kind", "_pick")
-    )
-    copies = np.sort(rows[kinds == Dirt.DUPLICATE])
-    order = np.insert(np.arange(frame.height), copies + 1, copies)
-    return dirty[order]
-
-
-def _dirty_values(day: datetime.date) -> list[pl.Expr]:
-    """Each column with its dirt applied where `_kind` says so; `_pick` varies the dirty value."""
-    kind, pick = pl.col("_kind"), pl.col("_pick")
-    ts, qty, price = pl.col("order_ts"), pl.col("quantity"), pl.col("unit_price")
-    bad_ts = _choose(
-        pick,
-        pl.concat_str(pl.lit(f"{day:%d/%m/%Y} "), ts.str.slice(11, 5)),
-        pl.lit(f"31/02/{day.year}"),
-        pl.lit("yesterday"),
-    )
-    bad_qty = _choose(pick, pl.concat_str(qty, pl.lit(".5")), pl.lit("two"), qty + " pcs")
-    bad_price = _choose(pick, price.str.replace(".", ",", literal=True), pl.lit("abc"), "$" + price)
-    blank_region = _choose(pick, pl.lit(None), pl.lit(None), pl.lit(""), pl.lit("  "))
-    return [
-        _dirt(kind, "order_id", {Dirt.MISSING_ORDER_ID: pl.lit(None)}),
-        _dirt(kind, "sku", {Dirt.MISSING_SKU: pl.lit(None)}),
-        _dirt(kind, "product", {Dirt.MISSING_SKU: pl.lit(None)}),
-        _dirt(
-            kind, "order_ts", {Dirt.MISSING_ORDER_TS: pl.lit(None), Dirt.BAD_TYPE_ORDER_TS: bad_ts}
-        ),
-        _dirt(
-            kind,
-            "quantity",
-            {
-                Dirt.MISSING_QUANTITY: pl.lit(None),
-                Dirt.BAD_TYPE_QUANTITY: bad_qty,
-                Dirt.ZERO_QUANTITY: pl.lit("0"),
-            },
-        ),
-        _dirt(
-            kind,
-            "unit_price",
-            {
-                Dirt.MISSING_UNIT_PRICE: pl.lit(None),
-                Dirt.BAD_TYPE_UNIT_PRICE: bad_price,
-                Dirt.NEGATIVE_PRICE: "-" + price,
-            },
-        ),
-        _dirt(kind, "region", {Dirt.MISSING_REGION: blank_region}),
-    ]
-
-
-def _dirt(kind: pl.Expr, column: str, values: dict[Dirt, pl.Expr]) -> pl.Expr:
-    """`column` with values[k] on the rows of dirt kind k, unchanged elsewhere."""
-    expr: pl.Expr = pl.col(column)
-    for dirt, value in values.items():
-        expr = pl.when(kind == dirt.value).then(value.cast(pl.String)).otherwise(expr)
-    return expr.alias(column)
-
-
-def _choose(pick: pl.Expr, *options: pl.Expr) -> pl.Expr:
-    """One of the options per row, by `pick` (a random integer column) modulo their number."""
-    expr = options[-1]
-    for i, option in enumerate(options[:-1]):
-        expr = pl.when(pick % len(options) == i).then(option).otherwise(expr)
-    return expr
 
 
 # --- writing ----------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ import psycopg
 from psycopg import sql
 
 from salesflow.errors import SourceUnavailableError, UsageError
-from salesflow.oltp import DEFAULT_SCHEMA, shop_connection
 from salesflow.pg_url import PostgresUrl, first_line
+from salesflow.sources.shop import DEFAULT_SCHEMA, shop_connection
 
 # How the source's connections show in pg_stat_activity.
 DISCOVER_APPLICATION = "salesflow-discover"
@@ -90,7 +90,7 @@ class Changes:
 
 
 class PostgresSource:
-    """Order lines of a shop schema (see salesflow.oltp) at a PostgreSQL URL."""
+    """Order lines of a shop schema (see salesflow.sources.shop) at a PostgreSQL URL."""
 
     def __init__(self, location: str) -> None:
         self.url = PostgresUrl.parse(location, DEFAULT_SCHEMA)

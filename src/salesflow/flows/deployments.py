@@ -20,7 +20,7 @@ from prefect.schedules import Cron, Interval, RRule, Schedule
 from salesflow.config import Settings
 from salesflow.errors import PrefectApiError, UsageError, UserError
 from salesflow.flows import scheduled
-from salesflow.prefect_health import api_problem, check_api_reachable, exit_later
+from salesflow.flows.health import api_problem, check_api_reachable, exit_later
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -305,8 +305,8 @@ def render_prefect_yaml(settings: Settings) -> str:
     header = (
         "# The work-pool route of salesflow's scheduled deployments (README: 'Schedules and\n"
         "# deployments'). Generated from the default settings by `python -m\n"
-        "# salesflow.deployments > prefect.yaml`; a test keeps the two equal. From the repository\n"
-        "# root, against a Prefect server (PREFECT_API_URL):\n"
+        "# salesflow.flows.deployments > prefect.yaml`; a test keeps the two equal. From the\n"
+        "# repository root, against a Prefect server (PREFECT_API_URL):\n"
         f"#   prefect work-pool create {pool} --type process\n"
         "#   prefect deploy --all\n"
         f"#   prefect worker start --pool {pool}\n"

@@ -25,8 +25,11 @@ from salesflow.sources.generator import generate_day
 
 DEFAULT_SCHEMA = "shop"
 
+SHOP_TABLES = ("customers", "products", "orders", "order_items")
+
 # `{s}` is the shop schema, filled in with sql.Identifier.
-SHOP_DDL = """
+SHOP_DDL = (
+    """
 CREATE TABLE IF NOT EXISTS {s}.customers (
     customer_id  text PRIMARY KEY,
     created_at   timestamptz NOT NULL DEFAULT now(),
@@ -85,19 +88,17 @@ BEGIN
 END $$;
 CREATE OR REPLACE TRIGGER orders_remember_deleted AFTER DELETE ON {s}.orders
     FOR EACH ROW EXECUTE FUNCTION {s}.remember_deleted_order();
-CREATE OR REPLACE TRIGGER customers_touch BEFORE UPDATE ON {s}.customers
-    FOR EACH ROW EXECUTE FUNCTION {s}.touch_updated_at();
-CREATE OR REPLACE TRIGGER products_touch BEFORE UPDATE ON {s}.products
-    FOR EACH ROW EXECUTE FUNCTION {s}.touch_updated_at();
-CREATE OR REPLACE TRIGGER orders_touch BEFORE UPDATE ON {s}.orders
-    FOR EACH ROW EXECUTE FUNCTION {s}.touch_updated_at();
-CREATE OR REPLACE TRIGGER order_items_touch BEFORE UPDATE ON {s}.order_items
-    FOR EACH ROW EXECUTE FUNCTION {s}.touch_updated_at();
-CREATE OR REPLACE TRIGGER order_items_touch_order AFTER DELETE ON {s}.order_items
+"""
+    # Every shop table keeps its own updated_at on update, as a shop application would.
+    + "".join(
+        f"CREATE OR REPLACE TRIGGER {table}_touch BEFORE UPDATE ON {{s}}.{table}\n"
+        "    FOR EACH ROW EXECUTE FUNCTION {s}.touch_updated_at();\n"
+        for table in SHOP_TABLES
+    )
+    + """CREATE OR REPLACE TRIGGER order_items_touch_order AFTER DELETE ON {s}.order_items
     FOR EACH ROW EXECUTE FUNCTION {s}.touch_order_of_deleted_line();
 """
-
-SHOP_TABLES = ("customers", "products", "orders", "order_items")
+)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ returns a new manifest; the Prefect tasks in `flows/` only add orchestration aro
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import threading
 from collections import Counter
@@ -15,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 
 import polars as pl
@@ -35,6 +35,7 @@ from salesflow.manifest import (
     skipped_outcome,
     staging_name,
 )
+from salesflow.options import ReadAs
 from salesflow.sources.files import (
     batch_identity,
     file_sha256,
@@ -45,12 +46,7 @@ from salesflow.sources.files import (
 )
 from salesflow.text import printable
 from salesflow.transform import TicketBands, transform_batch
-from salesflow.validate import (
-    ValidationRules,
-    count_odd_but_valid,
-    count_reasons,
-    validate_batch,
-)
+from salesflow.validate import ValidationRules, count_odd_but_valid, count_reasons, validate_batch
 from salesflow.warehouse.base import LoadPolicy, SourceIndex, Warehouse
 
 # Declared version of the stage code: part of every cache key, so a change to how batches are
@@ -59,32 +55,25 @@ CODE_VERSION = "4"  # 4: batch ids are paths, derived order ids carry them
 
 
 def plan(
-    source: Path,
-    loaded: SourceIndex | None = None,
-    force: bool = False,
-    profile: str | None = None,
-    profile_columns: Mapping[str, str] | None = None,
-    batch_id: str | None = None,
+    source: Path, batch_id: str, loaded: SourceIndex | None, force: bool, profile: ReadAs | None
 ) -> BatchManifest:
     """Fingerprint a landing file and decide whether it needs loading: not when `loaded`,
     what the warehouse holds (`Warehouse.source_index`), has this very content for the batch,
     nor when another batch holds it (the same file under another name would count every row
     twice; `force` loads it all the same).
 
-    `batch_id` is the source's identity (sources.files.batch_identity); the file name only for
-    dry runs and tests. Never cached: the warehouse's `batches` table, not a cache, says what
-    is loaded. A source profile's column map travels with the manifest, so every stage's cache
-    key knows how the file was read.
+    `batch_id` is the source's identity (sources.files.batch_identity). Never cached: the
+    warehouse's `batches` table, not a cache, says what is loaded. A source profile's column
+    map travels with the manifest, so every stage's cache key knows how the file was read.
     """
-    batch_id = batch_id or source.name
     manifest = BatchManifest(
         batch_id=batch_id,
         source=str(source),
         sha256=_fingerprint(source),
         started_at=datetime.now(UTC),
         force=force,
-        profile=profile,
-        profile_columns=dict(profile_columns) if profile_columns is not None else None,
+        profile=profile.name if profile is not None else None,
+        profile_columns=profile.columns if profile is not None else None,
     )
     if loaded is None or force:
         return manifest
@@ -125,9 +114,13 @@ def extract(
     profile_columns: Mapping[str, str] | None = None,
     batch_id: str | None = None,
 ) -> BatchManifest:
-    """Plan and stage in one step (the dry run and tests use this)."""
+    """Plan and stage in one step (the dry run and tests use this); the batch id defaults to
+    the file's name."""
     loaded = warehouse.source_index() if warehouse is not None else None
-    planned = plan(source, loaded, force, profile, profile_columns, batch_id=batch_id)
+    read_as = None
+    if profile is not None and profile_columns is not None:
+        read_as = ReadAs(profile, dict(profile_columns))
+    planned = plan(source, batch_id or source.name, loaded, force, read_as)
     return stage(planned, staging_root)
 
 
@@ -172,6 +165,15 @@ def staged_files_of(manifest: BatchManifest, *inputs: Path) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def _read_staged(manifest: BatchManifest, path: Path) -> Iterator[pl.DataFrame]:
+    """The staged file a stage reads, for a block that writes the stage's own files beside it:
+    gone before or during the block, the batch is redone (see staged_files_of)."""
+    require_staged(manifest, path)
+    with staged_files_of(manifest, path):
+        yield pl.read_parquet(path, glob=False)
+
+
 def _fingerprint(source: Path) -> str:
     """sha256 of the file; a file that cannot be opened is the batch's problem, not a crash."""
     try:
@@ -186,9 +188,7 @@ def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
     """Split the staged batch into valid rows and quarantined rows with reasons."""
     if manifest.skipped:
         return manifest
-    require_staged(manifest, manifest.raw_path)
-    with staged_files_of(manifest, manifest.raw_path):
-        raw = pl.read_parquet(manifest.raw_path, glob=False)
+    with _read_staged(manifest, manifest.raw_path) as raw:
         result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules)
         write_staged(result.valid, manifest.valid_path)
         write_staged(result.rejected, manifest.rejected_path)
@@ -206,9 +206,7 @@ def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
     """Enrich the valid rows into `sales` rows and total their money for reconciliation."""
     if manifest.skipped:
         return manifest
-    require_staged(manifest, manifest.valid_path)
-    with staged_files_of(manifest, manifest.valid_path):
-        valid = pl.read_parquet(manifest.valid_path, glob=False)
+    with _read_staged(manifest, manifest.valid_path) as valid:
         sales = transform_batch(valid, manifest.batch_id, bands)
         write_staged(sales, manifest.sales_path)
     amount = sales.select(pl.col("total").sum()).item() if sales.height else 0
@@ -252,7 +250,7 @@ def merge_parts(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchMan
     files and counts of the whole batch: the load cannot tell it was split."""
     if len(parts) == 1 and parts[0].part is None:
         return parts[0]
-    for path_of in (_valid, _rejected, _sales):
+    for path_of in _MERGED_FILES:
         paths = [path_of(part) for part in parts]
         require_staged(manifest, *paths)
         pl.scan_parquet(paths, glob=False).sort("source_row").sink_parquet(
@@ -269,16 +267,8 @@ def merge_parts(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchMan
     )
 
 
-def _valid(manifest: BatchManifest) -> Path:
-    return manifest.valid_path
-
-
-def _rejected(manifest: BatchManifest) -> Path:
-    return manifest.rejected_path
-
-
-def _sales(manifest: BatchManifest) -> Path:
-    return manifest.sales_path
+# The staged files merge_parts puts together, each read off a manifest.
+_MERGED_FILES = (attrgetter("valid_path"), attrgetter("rejected_path"), attrgetter("sales_path"))
 
 
 def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -341,13 +331,7 @@ def check_source(
     if warehouse is not None and warehouse.holds_data():
         batch_id = warehouse.source_index().batch_of_source.get(str(source_path(source)), batch_id)
     with tempfile.TemporaryDirectory(prefix="salesflow-check-") as scratch:
-        staged = extract(
-            source,
-            Path(scratch),
-            profile=profile,
-            profile_columns=profile_columns,
-            batch_id=batch_id,
-        )
+        staged = extract(source, Path(scratch), None, False, profile, profile_columns, batch_id)
         checked = validate(staged, rules)
         # Transforming only serves the duplicate check: skip it when there is no warehouse.
         holds_data = warehouse is not None and warehouse.holds_data()
@@ -407,8 +391,3 @@ def describe_failure(source: Path, error: BaseException) -> str:
         return text if name in text else f"{name}: {text}"
     first_line = printable((str(error).strip().splitlines() or [""])[0])
     return f"{name}: unexpected {type(error).__name__}: {first_line}"
-
-
-def discard_staging(staging_dir: Path | None) -> None:
-    if staging_dir is not None:
-        shutil.rmtree(staging_dir, ignore_errors=True)

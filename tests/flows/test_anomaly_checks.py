@@ -19,6 +19,7 @@ from salesflow.flows import tasks
 from salesflow.flows.artifacts import ANOMALIES_KEY, ANOMALY_EVENT, PROGRESS_KEY
 from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchStatus
+from salesflow.options import RunOptions
 from salesflow.sources.generator import generate_day, generate_sales
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
@@ -159,6 +160,6 @@ def test_a_failing_check_leaves_the_load_standing_and_the_toggle_skips_it(
     assert "kpi check failed, the load stands" in errors[0]
 
     off = settings.model_copy(update={"anomaly_checks": False})
-    again = run_etl([landing], off, force=True)
+    again = run_etl([landing], off, RunOptions(force=True))
     assert [o.status for o in again.outcomes] == [BatchStatus.LOADED]
     assert len(calls) == 1

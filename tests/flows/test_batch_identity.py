@@ -15,6 +15,7 @@ import pytest
 from salesflow.config import Settings
 from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchStatus
+from salesflow.options import RunOptions
 from salesflow.warehouse import DuckDBWarehouse, open_warehouse
 from salesflow.warehouse.base import SCHEMA_VERSION
 from tests.conftest import CANONICAL_HEADER, COURSE_CSV, DATA, write_csv
@@ -70,8 +71,8 @@ def test_a_same_named_file_from_another_folder_is_another_batch(
         "B1,2024-03-01T12:00:00,c3,SKU3,Desk,Office,1,200.00,South",
     )
 
-    run_etl([first], settings, location)
-    later = run_etl([second], settings, location)
+    run_etl([first], settings, RunOptions(warehouse=location))
+    later = run_etl([second], settings, RunOptions(warehouse=location))
 
     assert [(o.batch_id, o.status) for o in later.outcomes] == [("b/sales.csv", BatchStatus.LOADED)]
     assert rows_by_batch(location) == {"a/sales.csv": 2, "b/sales.csv": 1}
@@ -87,8 +88,8 @@ def test_outside_the_landing_root_a_batch_is_its_absolute_path(
         tmp_path / "b" / "sales.csv", CANONICAL_HEADER, "B1,2024-03-01,c,S,P,C,2,1,N"
     )
 
-    run_etl([first], landing_elsewhere, location)
-    run_etl([second], landing_elsewhere, location)
+    run_etl([first], landing_elsewhere, RunOptions(warehouse=location))
+    run_etl([second], landing_elsewhere, RunOptions(warehouse=location))
 
     assert rows_by_batch(location) == {f"{tmp_path}/a/sales.csv": 1, f"{tmp_path}/b/sales.csv": 1}
 
@@ -102,9 +103,9 @@ def test_the_same_content_under_another_name_is_skipped_naming_the_earlier_batch
         path.parent.mkdir(parents=True)
         shutil.copy(COURSE_CSV, path)
 
-    run_etl([original], settings, location, accept_rejects=True)
-    again = run_etl([copy], settings, location, accept_rejects=True)
-    rerun = run_etl([original, copy], settings, location, accept_rejects=True)
+    run_etl([original], settings, RunOptions(warehouse=location, accept_rejects=True))
+    again = run_etl([copy], settings, RunOptions(warehouse=location, accept_rejects=True))
+    rerun = run_etl([original, copy], settings, RunOptions(warehouse=location, accept_rejects=True))
 
     (skipped,) = again.outcomes
     assert skipped.status == BatchStatus.SKIPPED
@@ -132,9 +133,9 @@ def test_the_same_course_rows_in_other_bytes_are_refused_naming_the_earlier_batc
     crlf.parent.mkdir(parents=True)
     crlf.write_bytes(COURSE_CSV.read_bytes().replace(b"\n", b"\r\n"))
 
-    run_etl([original], settings, location, accept_rejects=True)
-    refused = run_etl([crlf], settings, location)
-    forced = run_etl([crlf], settings, location, force=True)
+    run_etl([original], settings, RunOptions(warehouse=location, accept_rejects=True))
+    refused = run_etl([crlf], settings, RunOptions(warehouse=location))
+    forced = run_etl([crlf], settings, RunOptions(warehouse=location, force=True))
 
     (failed,) = refused.outcomes
     assert failed.status == BatchStatus.FAILED
@@ -157,13 +158,17 @@ def test_a_warehouse_written_by_the_previous_schema_is_upgraded_and_reruns_ident
     shutil.copy(DATA / "legacy" / "warehouse-v1.duckdb", legacy)
     clean = tmp_path / "clean.duckdb"
     try:
-        upgraded = run_etl([landing], settings, str(legacy), accept_rejects=True)
-        run_etl([landing], settings, str(clean), accept_rejects=True)
+        upgraded = run_etl(
+            [landing], settings, RunOptions(warehouse=str(legacy), accept_rejects=True)
+        )
+        run_etl([landing], settings, RunOptions(warehouse=str(clean), accept_rejects=True))
         (landing / "ventas.csv").write_text(
             (landing / "ventas.csv").read_text() + "2024-01-21,Mouse,1,25.99,Sur\n"
         )
-        changed = run_etl([landing], settings, str(legacy), accept_rejects=True)
-        run_etl([landing], settings, str(clean), accept_rejects=True)
+        changed = run_etl(
+            [landing], settings, RunOptions(warehouse=str(legacy), accept_rejects=True)
+        )
+        run_etl([landing], settings, RunOptions(warehouse=str(clean), accept_rejects=True))
     finally:
         shutil.rmtree(landing, ignore_errors=True)
 
@@ -199,6 +204,6 @@ def test_a_warehouse_of_a_newer_schema_is_refused_not_rewritten(
     day = write_csv(tmp_path / "in" / "a.csv", CANONICAL_HEADER, "A1,2024-03-01,c,S,P,C,1,1,N")
 
     with pytest.raises(Exception, match=r"schema version 3 is newer than this salesflow's \(2\)"):
-        run_etl([day], settings, str(location))
+        run_etl([day], settings, RunOptions(warehouse=str(location)))
 
     assert DuckDBWarehouse(location).fetch("SELECT count(*) FROM sales") == [(0,)]

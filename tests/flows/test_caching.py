@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from salesflow.config import Settings
-from salesflow.flows.etl import RunSummary, run_etl
+from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchStatus
+from salesflow.options import RunOptions
+from salesflow.run_summary import RunSummary
 from tests.conftest import CANONICAL_HEADER, fresh_process_env, write_csv
 from tests.flows.test_etl import read_task_runs, stage_name
 
@@ -44,10 +46,10 @@ def too_dirty(tmp_path: Path) -> Path:
 def test_a_failed_batch_reruns_from_its_cached_stage_results(
     too_dirty: Path, settings: Settings
 ) -> None:
-    failed = run_etl([too_dirty], settings, as_of=AS_OF)
+    failed = run_etl([too_dirty], settings, RunOptions(as_of=AS_OF))
     assert failed.outcomes[0].status == BatchStatus.FAILED
 
-    accepted = run_etl([too_dirty], settings, accept_rejects=True, as_of=AS_OF)
+    accepted = run_etl([too_dirty], settings, RunOptions(accept_rejects=True, as_of=AS_OF))
 
     assert accepted.outcomes[0].status == BatchStatus.LOADED
     assert (accepted.outcomes[0].rows_loaded, accepted.outcomes[0].rows_rejected) == (9, 1)
@@ -58,9 +60,11 @@ def test_a_failed_batch_reruns_from_its_cached_stage_results(
 
 
 def test_refresh_cache_recomputes_every_stage(too_dirty: Path, settings: Settings) -> None:
-    run_etl([too_dirty], settings, as_of=AS_OF)
+    run_etl([too_dirty], settings, RunOptions(as_of=AS_OF))
 
-    refreshed = run_etl([too_dirty], settings, accept_rejects=True, refresh_cache=True, as_of=AS_OF)
+    refreshed = run_etl(
+        [too_dirty], settings, RunOptions(accept_rejects=True, refresh_cache=True, as_of=AS_OF)
+    )
 
     states = stage_states(refreshed)
     for stage in CACHED_STAGES:
@@ -68,10 +72,10 @@ def test_refresh_cache_recomputes_every_stage(too_dirty: Path, settings: Setting
 
 
 def test_a_changed_rule_is_not_served_from_the_cache(too_dirty: Path, settings: Settings) -> None:
-    run_etl([too_dirty], settings, as_of=AS_OF)
+    run_etl([too_dirty], settings, RunOptions(as_of=AS_OF))
     stricter = settings.model_copy(update={"max_quantity": 5})
 
-    rerun = run_etl([too_dirty], stricter, accept_rejects=True, as_of=AS_OF)
+    rerun = run_etl([too_dirty], stricter, RunOptions(accept_rejects=True, as_of=AS_OF))
 
     states = stage_states(rerun)
     assert states["extract"] == ["Cached"]
@@ -82,10 +86,10 @@ def test_a_changed_rule_is_not_served_from_the_cache(too_dirty: Path, settings: 
 def test_cached_results_whose_staged_files_are_gone_are_redone(
     too_dirty: Path, settings: Settings
 ) -> None:
-    run_etl([too_dirty], settings, as_of=AS_OF)
+    run_etl([too_dirty], settings, RunOptions(as_of=AS_OF))
     shutil.rmtree(settings.staging_path)
 
-    rerun = run_etl([too_dirty], settings, accept_rejects=True, as_of=AS_OF)
+    rerun = run_etl([too_dirty], settings, RunOptions(accept_rejects=True, as_of=AS_OF))
 
     assert rerun.outcomes[0].status == BatchStatus.LOADED
     assert rerun.outcomes[0].rows_loaded == 9

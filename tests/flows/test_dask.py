@@ -12,6 +12,7 @@ import pytest
 from salesflow.config import Settings
 from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchStatus
+from salesflow.options import RunOptions
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse
 
@@ -56,12 +57,12 @@ def test_a_dask_cluster_loads_the_same_warehouse_as_threads(
 ) -> None:
     from distributed import Client, get_task_stream
 
-    on_threads = run_etl([landing], settings, accept_rejects=True)
+    on_threads = run_etl([landing], settings, RunOptions(accept_rejects=True))
     on_dask_settings = settings.model_copy(
         update={"task_runner": "dask", "dask_address": cluster, "data_dir": tmp_path / "dask"}
     )
     with Client(cluster) as client, get_task_stream(client) as stream:
-        on_dask = run_etl([landing], on_dask_settings, accept_rejects=True)
+        on_dask = run_etl([landing], on_dask_settings, RunOptions(accept_rejects=True))
 
     assert [o.status for o in on_dask.outcomes] == [BatchStatus.LOADED] * BATCHES
     threads, dask = DuckDBWarehouse(on_threads.warehouse), DuckDBWarehouse(on_dask.warehouse)

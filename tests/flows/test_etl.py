@@ -13,8 +13,10 @@ import duckdb
 import pytest
 
 from salesflow.config import Settings
-from salesflow.flows.etl import RunSummary, run_etl
+from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchStatus
+from salesflow.options import RunOptions
+from salesflow.run_summary import RunSummary
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse
 from tests.conftest import CANONICAL_HEADER, COURSE_CSV, write_csv
@@ -42,7 +44,7 @@ def dirty_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_row_of_dirty_input_lands_in_exactly_one_table(
     dirty_landing: Path, settings: Settings
 ) -> None:
-    summary = run_etl([dirty_landing], settings, accept_rejects=True)
+    summary = run_etl([dirty_landing], settings, RunOptions(accept_rejects=True))
 
     assert [o.status for o in summary.outcomes] == [BatchStatus.LOADED] * 4
     warehouse = warehouse_of(summary)
@@ -62,7 +64,7 @@ def test_every_row_of_dirty_input_lands_in_exactly_one_table(
 def test_money_loaded_matches_an_independent_computation_from_the_raw_files(
     dirty_landing: Path, settings: Settings
 ) -> None:
-    summary = run_etl([dirty_landing], settings, accept_rejects=True)
+    summary = run_etl([dirty_landing], settings, RunOptions(accept_rejects=True))
 
     with duckdb.connect(summary.warehouse, read_only=True) as con:
         for outcome in summary.outcomes:
@@ -84,11 +86,11 @@ def test_money_loaded_matches_an_independent_computation_from_the_raw_files(
 def test_rerunning_leaves_the_warehouse_identical_and_skips_unchanged_files(
     dirty_landing: Path, settings: Settings
 ) -> None:
-    first = run_etl([dirty_landing], settings, accept_rejects=True)
+    first = run_etl([dirty_landing], settings, RunOptions(accept_rejects=True))
     before = checksums(warehouse_of(first))
 
-    second = run_etl([dirty_landing], settings, accept_rejects=True)
-    forced = run_etl([dirty_landing], settings, force=True, accept_rejects=True)
+    second = run_etl([dirty_landing], settings, RunOptions(accept_rejects=True))
+    forced = run_etl([dirty_landing], settings, RunOptions(force=True, accept_rejects=True))
 
     assert [o.status for o in second.outcomes] == [BatchStatus.SKIPPED] * 4
     assert [o.status for o in forced.outcomes] == [BatchStatus.LOADED] * 4
@@ -99,7 +101,7 @@ def test_rerunning_leaves_the_warehouse_identical_and_skips_unchanged_files(
 
 
 def test_the_course_spanish_csv_loads_unchanged(settings: Settings) -> None:
-    summary = run_etl([COURSE_CSV], settings, accept_rejects=True)
+    summary = run_etl([COURSE_CSV], settings, RunOptions(accept_rejects=True))
 
     (outcome,) = summary.outcomes
     assert (outcome.status, outcome.rows_in, outcome.rows_loaded, outcome.rows_rejected) == (
@@ -132,9 +134,15 @@ def test_every_file_format_loads_the_same_sales_as_csv(
     columns = "order_id, order_ts, sku, quantity, unit_price, total, region, source_row"
 
     as_csv = run_etl(
-        [tmp_path / "csv"], settings, str(tmp_path / "csv.duckdb"), accept_rejects=True
+        [tmp_path / "csv"],
+        settings,
+        RunOptions(warehouse=str(tmp_path / "csv.duckdb"), accept_rejects=True),
     )
-    as_fmt = run_etl([tmp_path / fmt], settings, str(tmp_path / "fmt.duckdb"), accept_rejects=True)
+    as_fmt = run_etl(
+        [tmp_path / fmt],
+        settings,
+        RunOptions(warehouse=str(tmp_path / "fmt.duckdb"), accept_rejects=True),
+    )
 
     query = f"SELECT {columns} FROM sales ORDER BY source_row"
     expected = warehouse_of(as_csv).fetch(query)
@@ -193,7 +201,7 @@ def test_a_busy_warehouse_is_retried_until_it_is_free(tmp_path: Path, settings: 
     assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
     patient = settings.model_copy(update={"retries": 6, "retry_delay_seconds": 0.5})
     try:
-        summary = run_etl([source], patient, warehouse=str(location))
+        summary = run_etl([source], patient, RunOptions(warehouse=str(location)))
     finally:
         holder.wait(timeout=30)
 
@@ -212,7 +220,7 @@ def test_bad_data_is_never_retried(tmp_path: Path, settings: Settings) -> None:
 
 
 def test_each_stage_is_linked_to_the_stage_that_fed_it(settings: Settings) -> None:
-    summary = run_etl([COURSE_CSV], settings, accept_rejects=True)
+    summary = run_etl([COURSE_CSV], settings, RunOptions(accept_rejects=True))
 
     runs = read_task_runs(summary.flow_run_id)
     stage_of = {run.id: stage_name(run) for run in runs}

@@ -16,6 +16,7 @@ from salesflow.config import Settings
 from salesflow.errors import ReconciliationError
 from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchOutcome, BatchStatus
+from salesflow.options import RunOptions
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
 from tests.conftest import CANONICAL_HEADER, COURSE_CSV, write_csv
@@ -67,9 +68,13 @@ SAME_IN_BOTH = {
 def test_a_dirty_landing_loads_into_postgres_exactly_as_into_duckdb(
     dirty_landing: Path, postgres: PostgresWarehouse, settings: Settings, tmp_path: Path
 ) -> None:
-    into_postgres = run_etl([dirty_landing], settings, postgres.location, accept_rejects=True)
+    into_postgres = run_etl(
+        [dirty_landing], settings, RunOptions(warehouse=postgres.location, accept_rejects=True)
+    )
     into_duckdb = run_etl(
-        [dirty_landing], settings, str(tmp_path / "duck.duckdb"), accept_rejects=True
+        [dirty_landing],
+        settings,
+        RunOptions(warehouse=str(tmp_path / "duck.duckdb"), accept_rejects=True),
     )
     duck = DuckDBWarehouse(into_duckdb.warehouse)
 
@@ -109,13 +114,19 @@ def _counts(outcome: BatchOutcome) -> tuple[Any, ...]:
 def test_rerunning_into_postgres_skips_everything_and_force_changes_nothing(
     dirty_landing: Path, postgres: PostgresWarehouse, settings: Settings
 ) -> None:
-    run_etl([dirty_landing], settings, postgres.location, accept_rejects=True)
+    run_etl([dirty_landing], settings, RunOptions(warehouse=postgres.location, accept_rejects=True))
     before = checksums(postgres)
 
-    again = run_etl([dirty_landing], settings, postgres.location, accept_rejects=True)
+    again = run_etl(
+        [dirty_landing], settings, RunOptions(warehouse=postgres.location, accept_rejects=True)
+    )
     assert [o.status for o in again.outcomes] == [BatchStatus.SKIPPED] * BATCHES
     skipped = checksums(postgres)
-    forced = run_etl([dirty_landing], settings, postgres.location, force=True, accept_rejects=True)
+    forced = run_etl(
+        [dirty_landing],
+        settings,
+        RunOptions(warehouse=postgres.location, force=True, accept_rejects=True),
+    )
 
     assert [o.status for o in forced.outcomes] == [BatchStatus.LOADED] * BATCHES
     data = ("sales", "sales_rejected", "daily_sales")
@@ -146,13 +157,13 @@ def test_a_failure_after_the_commit_rolls_postgres_back_to_the_previous_version(
     landing = tmp_path / "in"
     day = write_csv(landing / "day.csv", CANONICAL_HEADER, *_rows(4, "North", "2024-03-01"))
     other = write_csv(landing / "other.csv", CANONICAL_HEADER, *_rows(2, "South", "2024-03-02"))
-    run_etl([landing], settings, postgres.location)
+    run_etl([landing], settings, RunOptions(warehouse=postgres.location))
     before = checksums(postgres)
     loaded_sha = postgres.loaded_sha256("in/day.csv")
 
     write_csv(day, CANONICAL_HEADER, *_rows(6, "East", "2024-03-03"))  # a corrected file
     monkeypatch.setattr(stages, "check_committed", _fail_read_back)
-    failed = run_etl([day, other], settings, postgres.location)
+    failed = run_etl([day, other], settings, RunOptions(warehouse=postgres.location))
 
     assert [o.status for o in failed.outcomes] == [BatchStatus.FAILED, BatchStatus.SKIPPED]
     assert "injected" in (failed.outcomes[0].error or "")
@@ -165,7 +176,7 @@ def test_a_failure_after_the_commit_rolls_postgres_back_to_the_previous_version(
     assert not list(settings.staging_path.rglob("undo/*"))  # undo copies cleaned up
 
     monkeypatch.undo()
-    fixed = run_etl([day], settings, postgres.location)
+    fixed = run_etl([day], settings, RunOptions(warehouse=postgres.location))
     assert fixed.outcomes[0].status == BatchStatus.LOADED
     assert postgres.fetch(
         "SELECT count(*), min(region) FROM sales WHERE batch_id = 'in/day.csv'"

@@ -22,6 +22,7 @@ from psycopg import sql
 from salesflow.config import Settings
 from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchStatus
+from salesflow.options import RunOptions
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
 from tests.conftest import fresh_process_env, run_salesflow
@@ -257,7 +258,7 @@ def test_a_backend_terminated_mid_copy_is_retried_and_loads_once(
 ) -> None:
     days = sorted(landing.iterdir())[:3]
     with fresh_schema(database, "fault") as url, fresh_schema(database, "clean") as clean_url:
-        run_etl(days, settings, clean_url)
+        run_etl(days, settings, RunOptions(warehouse=clean_url))
         warehouse = PostgresWarehouse(url)
         warehouse.ensure_schema()
         schema = sql.Identifier(warehouse.schema)
@@ -290,7 +291,7 @@ def test_a_backend_terminated_mid_copy_is_retried_and_loads_once(
         killer = threading.Thread(target=terminate_the_first_copy)
         killer.start()
         try:
-            summary = run_etl(days, settings, url)
+            summary = run_etl(days, settings, RunOptions(warehouse=url))
         finally:
             terminated.append(0)  # stops the watcher if the run ended first
             killer.join(timeout=150)

@@ -17,12 +17,13 @@ from psycopg import sql
 
 from salesflow.config import Settings
 from salesflow.errors import UsageError
-from salesflow.flows.etl import RunSummary
 from salesflow.flows.oltp import run_oltp
 from salesflow.manifest import BatchStatus
-from salesflow.oltp import generated_sales, init_shop, seed_shop
+from salesflow.options import RunOptions
 from salesflow.pg_url import PostgresUrl
+from salesflow.run_summary import RunSummary
 from salesflow.sources.postgres import EXTRACT_APPLICATION, PostgresSource
+from salesflow.sources.shop import generated_sales, init_shop, seed_shop
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse, open_warehouse
 from salesflow.warehouse.base import Warehouse
 from tests.flows.test_etl import read_task_runs, stage_name
@@ -93,7 +94,7 @@ def test_initial_load_then_updates_inserts_deletes_and_moves_keep_the_warehouse_
     shop: str, settings: Settings, tmp_path: Path
 ) -> None:
     warehouse = str(tmp_path / "w.duckdb")
-    first = run_oltp(shop, settings, warehouse)
+    first = run_oltp(shop, settings, RunOptions(warehouse=warehouse))
     store = DuckDBWarehouse(warehouse)
 
     assert statuses(first) == {day_batch(shop, START + timedelta(n)): "loaded" for n in range(3)}
@@ -136,14 +137,14 @@ def test_initial_load_then_updates_inserts_deletes_and_moves_keep_the_warehouse_
     )
     assert source_lines(shop)  # day 1 keeps its first order
 
-    second = run_oltp(shop, settings, warehouse)
+    second = run_oltp(shop, settings, RunOptions(warehouse=warehouse))
 
     assert [o.status for o in second.outcomes] == [BatchStatus.LOADED] * 4
     assert_warehouse_equals_source(store, shop)
 
     # Day 3 loses every order: its batch is replaced by an empty one, by tombstones alone.
     execute(shop, "DELETE FROM {s}.orders WHERE ordered_at::date = '2024-05-03'")
-    third = run_oltp(shop, settings, warehouse)
+    third = run_oltp(shop, settings, RunOptions(warehouse=warehouse))
 
     assert statuses(third)[day_batch(shop, date(2024, 5, 3))] == "loaded"
     assert_warehouse_equals_source(store, shop)
@@ -158,11 +159,12 @@ def test_a_rerun_with_nothing_changed_skips_every_day_and_leaves_the_warehouse_i
     shop: str, settings: Settings, tmp_path: Path
 ) -> None:
     warehouse = str(tmp_path / "w.duckdb")
-    run_oltp(shop, settings, warehouse)
+    run_oltp(shop, settings, RunOptions(warehouse=warehouse))
     store = DuckDBWarehouse(warehouse)
     before = {table: store.table_checksum(table) for table in ("sales", "daily_sales")}
 
-    again = run_oltp(shop, settings, warehouse)  # every change lies inside the lag window
+    # Every change lies inside the lag window.
+    again = run_oltp(shop, settings, RunOptions(warehouse=warehouse))
 
     assert {o.status for o in again.outcomes} == {BatchStatus.SKIPPED}
     assert {table: store.table_checksum(table) for table in before} == before
@@ -173,7 +175,7 @@ def test_a_late_commit_inside_the_lag_window_is_loaded_and_one_outside_it_only_b
 ) -> None:
     warehouse = str(tmp_path / "w.duckdb")
     lagged = settings.model_copy(update={"oltp_lag_minutes": 10.0})
-    run_oltp(shop, lagged, warehouse)
+    run_oltp(shop, lagged, RunOptions(warehouse=warehouse))
     store = DuckDBWarehouse(warehouse)
     watermark = store.read_watermark(PostgresSource(shop).location)
     assert isinstance(watermark, datetime)
@@ -197,13 +199,13 @@ def test_a_late_commit_inside_the_lag_window_is_loaded_and_one_outside_it_only_b
             [order_id, changed],
         )
 
-    incremental = run_oltp(shop, lagged, warehouse)
+    incremental = run_oltp(shop, lagged, RunOptions(warehouse=warehouse))
 
     assert statuses(incremental) == {day_batch(shop, date(2024, 5, 2)): "loaded"}
     held = {row[0] for row in store.fetch("SELECT order_id FROM sales")}
     assert "LATE" in held and "LOST" not in held
 
-    refreshed = run_oltp(shop, lagged, warehouse, full_refresh=True)
+    refreshed = run_oltp(shop, lagged, RunOptions(warehouse=warehouse), full_refresh=True)
 
     assert statuses(refreshed)[day_batch(shop, date(2024, 5, 3))] == "loaded"
     assert_warehouse_equals_source(store, shop)
@@ -219,7 +221,7 @@ def test_a_connection_terminated_mid_extract_is_retried_and_the_load_completes(
         watcher = threading.Thread(target=_terminate_first_extract, args=(database, killed))
         watcher.start()
         try:
-            summary = run_oltp(shop, settings, str(tmp_path / "w.duckdb"))
+            summary = run_oltp(shop, settings, RunOptions(warehouse=str(tmp_path / "w.duckdb")))
         finally:
             watcher.join(timeout=120)
         held = DuckDBWarehouse(str(tmp_path / "w.duckdb"))
@@ -254,7 +256,7 @@ def test_loads_into_a_postgres_warehouse_the_same_rows(
 ) -> None:
     with fresh_schema(database, "wh") as url:
         warehouse = PostgresWarehouse(url)
-        summary = run_oltp(shop, settings, warehouse.location)
+        summary = run_oltp(shop, settings, RunOptions(warehouse=warehouse.location))
         assert summary.count(BatchStatus.LOADED) == 3
         assert_warehouse_equals_source(open_warehouse(warehouse.location), shop)
         assert warehouse.read_watermark(PostgresSource(shop).location) is not None
@@ -274,7 +276,7 @@ def test_an_unreachable_source_fails_the_run_after_its_retries_with_the_reason(
     closed = "postgresql://postgres@127.0.0.1:1/shop?schema=shop"
     quick = settings.model_copy(update={"retries": 1})
     with pytest.raises(Exception, match="PostgreSQL unreachable") as caught:
-        run_oltp(closed, quick, str(tmp_path / "w.duckdb"))
+        run_oltp(closed, quick, RunOptions(warehouse=str(tmp_path / "w.duckdb")))
     assert "password" not in str(caught.value)
 
 

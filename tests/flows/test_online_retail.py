@@ -13,8 +13,10 @@ import duckdb
 import pytest
 
 from salesflow.config import load_settings
-from salesflow.flows.etl import RunSummary, run_etl
+from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchStatus
+from salesflow.options import RunOptions
+from salesflow.run_summary import RunSummary
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
@@ -58,7 +60,7 @@ def loaded(
             patch.delenv(name)
         patch.chdir(work)
         settings = load_settings(data_dir=work / "data", retry_delay_seconds=0, max_workers=2)
-        summary = run_etl([ONLINE_RETAIL], settings, profile="online-retail")
+        summary = run_etl([ONLINE_RETAIL], settings, RunOptions(profile="online-retail"))
     con = duckdb.connect()
     for statement in RAW_SQL.split(";"):
         if statement.strip():

@@ -16,6 +16,7 @@ from salesflow.config import Settings
 from salesflow.errors import ReconciliationError
 from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchOutcome, BatchStatus
+from salesflow.options import RunOptions
 from salesflow.sources import files as source_files
 from salesflow.sources.generator import generate_sales
 from salesflow.warehouse import DuckDBWarehouse
@@ -186,11 +187,11 @@ def large_day(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_batch_split_by_region_loads_exactly_as_a_whole_one(
     large_day: Path, tmp_path: Path, settings: Settings
 ) -> None:
-    whole = run_etl([large_day], settings, accept_rejects=True)
+    whole = run_etl([large_day], settings, RunOptions(accept_rejects=True))
     split_settings = settings.model_copy(
         update={"split_rows": 1000, "data_dir": tmp_path / "split"}
     )
-    split = run_etl([large_day], split_settings, accept_rejects=True)
+    split = run_etl([large_day], split_settings, RunOptions(accept_rejects=True))
 
     assert whole.outcomes[0].status == split.outcomes[0].status == BatchStatus.LOADED
     assert split.outcomes[0].rows_rejected > 0  # the dirty rows, duplicates included

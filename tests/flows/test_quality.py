@@ -11,8 +11,10 @@ import pytest
 
 from salesflow.config import Settings
 from salesflow.flows.artifacts import BATCHES_KEY, QUALITY_KEY
-from salesflow.flows.etl import RunSummary, run_etl
+from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchStatus
+from salesflow.options import RunOptions
+from salesflow.run_summary import RunSummary
 from salesflow.warehouse import DuckDBWarehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
 
@@ -53,7 +55,7 @@ def test_a_batch_rejecting_too_much_fails_whole_unless_accepted(
         "SELECT count(*) FROM sales UNION ALL SELECT count(*) FROM sales_rejected"
     ) == [(0,), (0,)]
 
-    accepted = run_etl([dirty], settings, accept_rejects=True)
+    accepted = run_etl([dirty], settings, RunOptions(accept_rejects=True))
 
     assert [(o.status, o.rows_loaded, o.rows_rejected) for o in accepted.outcomes] == [
         (BatchStatus.LOADED, 18, 2)
@@ -69,7 +71,7 @@ def test_rerunning_a_fixed_batch_after_a_failure_leaves_no_trace_of_the_failure(
     write_csv(source, CANONICAL_HEADER, *GOOD_ROWS)
 
     after_failure = run_etl([source], settings)
-    clean = run_etl([source], settings, warehouse=str(tmp_path / "clean.duckdb"))
+    clean = run_etl([source], settings, RunOptions(warehouse=str(tmp_path / "clean.duckdb")))
 
     assert after_failure.outcomes[0].status == BatchStatus.LOADED
     assert tables(after_failure) == tables(clean)
@@ -87,8 +89,8 @@ def test_a_row_another_batch_already_loaded_is_quarantined_in_the_later_file(
         tmp_path / "in" / "b.csv", CANONICAL_HEADER, "O50,2024-02-01,C5,S5,P,Home,5,1,South", shared
     )
 
-    summary = run_etl([tmp_path / "in"], settings, accept_rejects=True)
-    again = run_etl([tmp_path / "in"], settings, force=True, accept_rejects=True)
+    summary = run_etl([tmp_path / "in"], settings, RunOptions(accept_rejects=True))
+    again = run_etl([tmp_path / "in"], settings, RunOptions(force=True, accept_rejects=True))
 
     warehouse = DuckDBWarehouse(summary.warehouse)
     assert warehouse.fetch("SELECT batch_id, source_row, reasons, raw FROM sales_rejected") == [
@@ -131,7 +133,7 @@ def test_a_run_publishes_its_quality_report_and_batches_table(
     )
     write_csv(tmp_path / "in" / "b.csv", "when,what", "2024-01-01,thing")
 
-    summary = run_etl([tmp_path / "in"], settings, accept_rejects=True)
+    summary = run_etl([tmp_path / "in"], settings, RunOptions(accept_rejects=True))
 
     quality = read_artifact(summary.flow_run_id, QUALITY_KEY)
     assert quality.type == "markdown"

@@ -9,6 +9,7 @@ import pytest
 from salesflow.config import Settings
 from salesflow.flows.artifacts import REPORT_KEY
 from salesflow.flows.etl import run_etl
+from salesflow.options import RunOptions
 from tests.conftest import CANONICAL_HEADER, write_csv
 from tests.flows.test_quality import read_artifact
 
@@ -26,7 +27,7 @@ def test_the_run_writes_the_report_and_publishes_a_link_to_it(
     )
     report = tmp_path / "out" / "report.html"
 
-    summary = run_etl([day], settings, report=report)
+    summary = run_etl([day], settings, RunOptions(report=report))
 
     html = report.read_text(encoding="utf-8")
     assert 'id="chart-daily-revenue"' in html and "North" in html

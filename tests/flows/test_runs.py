@@ -9,6 +9,7 @@ import pytest
 
 from salesflow.config import Settings
 from salesflow.flows.etl import run_etl
+from salesflow.options import RunOptions
 from salesflow.warehouse import DuckDBWarehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
 
@@ -41,7 +42,7 @@ def test_a_failed_run_is_recorded_with_its_message(tmp_path: Path, settings: Set
     source.unlink()  # gone between discovery and the run: the flow itself fails
 
     with pytest.raises(Exception, match="no such file or directory"):
-        run_etl([source], settings, warehouse=str(location))
+        run_etl([source], settings, RunOptions(warehouse=str(location)))
 
     assert DuckDBWarehouse(location).fetch(
         "SELECT state, batches, message LIKE '%no such file%' FROM runs"

@@ -4,14 +4,18 @@ anomaly, for an automation to react to."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+from prefect import get_run_logger
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
+    create_progress_artifact,
     create_table_artifact,
+    update_progress_artifact,
 )
 from prefect.events import emit_event
 
@@ -83,3 +87,41 @@ def publish_report_link(report: Path) -> None:
         link_text=f"salesflow report: {report.name}",
         description="Charts of the warehouse after this run: revenue, regions, quality, anomalies.",
     )
+
+
+class ProgressArtifact:
+    """The run's progress artifact: share of batches finished, updated at most every
+    `STEP_PERCENT` points (every batch when batches are fewer), so a run of thousands of
+    batches costs a few dozen API calls. Progress is a courtesy: a failing update is logged
+    and the rest are skipped, the run goes on."""
+
+    STEP_PERCENT = 5.0
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.shown = 0.0
+        self.artifact_id: Any = None
+        if total:
+            self._call(
+                create_progress_artifact,
+                progress=0.0,
+                key=PROGRESS_KEY,
+                description=f"Batches finished, of {total}.",
+            )
+
+    def advance(self) -> None:
+        self.done += 1
+        percent = 100.0 * self.done / self.total
+        if self.artifact_id is None:
+            return
+        if percent >= 100.0 or percent - self.shown >= self.STEP_PERCENT:
+            self.shown = percent
+            self._call(update_progress_artifact, artifact_id=self.artifact_id, progress=percent)
+
+    def _call(self, publish: Callable[..., Any], **arguments: Any) -> None:
+        try:
+            self.artifact_id = publish(**arguments)
+        except Exception as error:
+            self.artifact_id = None
+            get_run_logger().warning("progress artifact not updated: %s", error)

@@ -15,13 +15,14 @@ from prefect.utilities.urls import url_for
 
 from salesflow.config import Settings, load_settings
 from salesflow.notify import build_payload, redact, run_failed, secrets_of, send_webhook
+from salesflow.options import RunOptions
 from salesflow.warehouse import open_warehouse
 
 FAILURES_NAMED = 3  # failed batches quoted in a notification; the rest are counted
 
 
 def run_hooks() -> dict[str, Any]:
-    """The state hooks of a loading flow (its parameters name `warehouse` and `settings`):
+    """The state hooks of a loading flow (its parameters name `settings` and `options`):
     record the run however it ends, and notify."""
     hooks = [record_run, notify_run]
     return {"on_completion": hooks, "on_failure": hooks, "on_crashed": hooks}
@@ -121,9 +122,12 @@ def _batch_results(
 
 
 def warehouse_of(parameters: dict[str, Any]) -> str:
-    """The warehouse a run wrote to, from its parameters."""
-    if parameters.get("warehouse"):
-        return str(parameters["warehouse"])
+    """The warehouse a run wrote to, from its parameters (as given, or as the API holds them)."""
+    options = parameters.get("options")
+    if isinstance(options, dict):
+        options = RunOptions.model_validate(options)
+    if isinstance(options, RunOptions) and options.warehouse:
+        return options.warehouse
     given = parameters.get("settings")
     if isinstance(given, Settings):
         settings = given

@@ -21,19 +21,24 @@ from pydantic import BaseModel
 from salesflow.config import Settings, load_settings
 from salesflow.errors import SalesflowError
 from salesflow.flows.concurrency import warehouse_slot
-from salesflow.flows.etl import RunSummary, as_exception, etl_flow, retry_options
+from salesflow.flows.etl import etl_flow
 from salesflow.flows.hooks import run_hooks
 from salesflow.flows.runners import task_runner_for
 from salesflow.flows.tasks import (
     RETRY_OPTIONS,
     STAGE_OPTIONS,
+    as_exception,
     prepare_warehouse,
     record_failure,
+    retry_options,
 )
 from salesflow.manifest import BatchOutcome, BatchStatus
+from salesflow.options import RunOptions
 from salesflow.pg_url import first_line
+from salesflow.run_summary import RunSummary
 from salesflow.sources.postgres import PostgresSource
 from salesflow.warehouse import open_warehouse
+from salesflow.warehouse.base import Warehouse
 
 FLOW_NAME = "salesflow-oltp"
 
@@ -48,11 +53,10 @@ class ExtractPlan(BaseModel):
 
 @task(name="discover-changes", **STAGE_OPTIONS, **RETRY_OPTIONS)
 def discover_changes(
-    source_location: str, warehouse_location: str, lag: timedelta, full_refresh: bool
+    source_location: str, warehouse: Warehouse, lag: timedelta, full_refresh: bool
 ) -> ExtractPlan:
     """The days to extract: those holding a changed order, and those an order moved from."""
     source = PostgresSource(source_location)
-    warehouse = open_warehouse(warehouse_location)
     watermark = None if full_refresh else warehouse.read_watermark(source.location)
     since = watermark - lag if watermark is not None else None
     changes = source.discover(since)
@@ -95,41 +99,35 @@ def extract_day(source_location: str, day: date, folder: Path) -> Path:
 )
 def oltp_flow(
     source: str,
-    warehouse: str | None = None,
-    full_refresh: bool = False,
-    force: bool = False,
-    accept_rejects: bool = False,
     settings: Settings | None = None,
+    options: RunOptions = RunOptions(),
+    full_refresh: bool = False,
 ) -> RunSummary:
     """Load the order days of the shop database at `source` (a postgresql:// URL without its
-    password) that changed since the last run.
+    password) that changed since the last run, as a salesflow-etl run with `options`.
 
     `full_refresh` extracts every day, ignoring the watermark (unchanged days are still skipped
-    by their content); `force` reloads even unchanged days.
+    by their content); `options.force` reloads even unchanged days.
     """
     settings = settings or load_settings()
     source_of = PostgresSource(source)
     with source_of.one_load_at_a_time():
-        return _load_changes(source_of, warehouse, full_refresh, force, accept_rejects, settings)
+        return _load_changes(source_of, settings, options, full_refresh)
 
 
 def _load_changes(
-    source_of: PostgresSource,
-    warehouse: str | None,
-    full_refresh: bool,
-    force: bool,
-    accept_rejects: bool,
-    settings: Settings,
+    source_of: PostgresSource, settings: Settings, options: RunOptions, full_refresh: bool
 ) -> RunSummary:
     """Discover, extract and load, holding the source's lock (see oltp_flow)."""
-    location = open_warehouse(warehouse or settings.warehouse_location).location
+    warehouse = open_warehouse(options.warehouse_location(settings))
     source_location = source_of.location
     retry = retry_options(settings)
-    location = prepare_warehouse.with_options(**retry)(
-        location, settings.warehouse_concurrency_limit
+    warehouse = prepare_warehouse.with_options(**retry)(
+        warehouse, settings.warehouse_concurrency_limit
     )
+    location = warehouse.location
     lag = timedelta(minutes=settings.oltp_lag_minutes)
-    plan = discover_changes.with_options(**retry)(source_location, location, lag, full_refresh)
+    plan = discover_changes.with_options(**retry)(source_location, warehouse, lag, full_refresh)
     run_id = str(flow_run.id) if flow_run.id else uuid4().hex
     # A run folder of its own under staging, like the etl flow's, so expiry treats it alike.
     folder = (settings.staging_path / f"{run_id}-postgres").resolve()
@@ -157,18 +155,14 @@ def _load_changes(
             flow_run_id=run_id,
         )
         record = record_failure.with_options(**retry)
-        failures.append(record(failure, location, settings.warehouse_concurrency_limit))
+        failures.append(record(failure, warehouse, settings.warehouse_concurrency_limit))
     loaded = RunSummary(warehouse=location, flow_run_id=run_id, outcomes=[])
     try:
         if files:
-            loaded = etl_flow(
-                sources=files,
-                warehouse=location,
-                force=force,
-                accept_rejects=accept_rejects,
-                settings=settings,
-                landing_root=folder,  # batch ids stay the day files' names, run after run
-            )
+            # The day files' folder is their landing root: batch ids stay their names, run
+            # after run.
+            day_options = options.model_copy(update={"warehouse": location, "landing_root": folder})
+            loaded = etl_flow(sources=files, settings=settings, options=day_options)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     summary = RunSummary(
@@ -185,24 +179,17 @@ def _load_changes(
         )
     elif plan.high_water is not None:
         with warehouse_slot(settings.warehouse_concurrency_limit):
-            open_warehouse(location).save_watermark(source_location, plan.high_water)
+            warehouse.save_watermark(source_location, plan.high_water)
     return summary
 
 
 def run_oltp(
-    source: str,
-    settings: Settings,
-    warehouse: str | None = None,
-    full_refresh: bool = False,
-    force: bool = False,
-    accept_rejects: bool = False,
+    source: str, settings: Settings, options: RunOptions = RunOptions(), full_refresh: bool = False
 ) -> RunSummary:
     """Run the flow on the task runner settings ask for (the entry point the CLI uses)."""
     return oltp_flow.with_options(task_runner=task_runner_for(settings))(
         source=PostgresSource(source).location,
-        warehouse=warehouse,
-        full_refresh=full_refresh,
-        force=force,
-        accept_rejects=accept_rejects,
         settings=settings,
+        options=options,
+        full_refresh=full_refresh,
     )

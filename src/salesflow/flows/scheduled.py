@@ -19,8 +19,10 @@ from pydantic import Field
 from salesflow.backfill import files_by_day
 from salesflow.config import Settings, load_settings
 from salesflow.errors import RunWideError, UsageError, UserError
-from salesflow.flows.etl import RunSummary, run_etl
+from salesflow.flows.etl import run_etl
+from salesflow.options import RunOptions
 from salesflow.quality import quality_markdown
+from salesflow.run_summary import RunSummary
 from salesflow.sources.files import batch_identity, file_sha256, source_format, source_path
 from salesflow.status import read_quality_window
 from salesflow.warehouse import open_warehouse
@@ -61,7 +63,7 @@ def daily_flow(
             raise UsageError(message)
         logger.warning("%s; nothing loaded", message)
         return _empty_summary(settings)
-    return _raise_on_failed_batches(run_etl(files, settings, landing_root=folder))
+    return _raise_on_failed_batches(run_etl(files, settings, RunOptions(landing_root=folder)))
 
 
 @flow(name=POLL_FLOW_NAME, persist_result=False)
@@ -82,7 +84,7 @@ def poll_flow(landing: Path | None = None) -> RunSummary:
     logger.info("poll landing=%s files=%d new_or_changed=%d", folder, len(files), len(pending))
     if not pending:
         return _empty_summary(settings)
-    return _raise_on_failed_batches(run_etl(pending, settings, landing_root=folder))
+    return _raise_on_failed_batches(run_etl(pending, settings, RunOptions(landing_root=folder)))
 
 
 @flow(name=QUALITY_FLOW_NAME, persist_result=False)

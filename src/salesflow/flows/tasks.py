@@ -16,20 +16,22 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
-from prefect.tasks import Task
+from prefect.tasks import Task, exponential_backoff
 from prefect.transactions import CommitMode, Transaction, transaction
 
 from salesflow import stages
 from salesflow.anomalies import Anomaly, AnomalyRules, check_days, describe, loaded_dates
+from salesflow.config import Settings
 from salesflow.errors import SalesflowError, StaleStagingError, TransientError
 from salesflow.faults import Place, named_faults
 from salesflow.flows.artifacts import publish_anomalies
 from salesflow.flows.caching import stage_key, transform_key, validate_key
 from salesflow.flows.concurrency import ensure_limit, warehouse_slot
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, staging_name
+from salesflow.options import ReadAs
+from salesflow.run_summary import RunSummary
 from salesflow.transform import TicketBands
 from salesflow.validate import ValidationRules
-from salesflow.warehouse import open_warehouse
 from salesflow.warehouse.base import LoadPolicy, SourceIndex, Warehouse
 
 
@@ -73,28 +75,42 @@ RETRY_OPTIONS: dict[str, Any] = {
 }
 
 
+def retry_options(settings: Settings) -> dict[str, Any]:
+    """Retries with exponential backoff (jitter is set on the tasks) from settings."""
+    return {
+        "retries": settings.retries,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_delay_seconds),
+    }
+
+
+def as_exception(error: Any, state: State[Any]) -> BaseException:
+    """What a failed task run raised, or an error made of its state's message."""
+    if isinstance(error, BaseException):
+        return error
+    return RuntimeError(state.message or f"task ended in state {state.name}")
+
+
+def log_stage(manifest: BatchManifest | BatchOutcome, stage: str, **counts: object) -> None:
+    """One `batch=<id> stage=<stage> name=value ...` line, the shape every stage logs."""
+    fields = "".join(f" {name}=%s" for name in counts)
+    get_run_logger().info(f"batch=%s stage={stage}{fields}", manifest.batch_id, *counts.values())
+
+
 @task(name="prepare-warehouse", **STAGE_OPTIONS, **RETRY_OPTIONS)
 def prepare_warehouse(
-    warehouse_location: str,
-    concurrency_limit: str | None = None,
-    landing_root: Path | None = None,
-) -> str:
-    """Open the warehouse up front (creating its tables, upgrading an older one) so a bad
-    location fails the run early, and make sure the global concurrency limit its loads hold
-    exists."""
+    warehouse: Warehouse, concurrency_limit: str | None = None, landing_root: Path | None = None
+) -> Warehouse:
+    """Create the warehouse's tables (upgrading an older one) up front, so a bad location fails
+    the run early, and make sure the global concurrency limit its loads hold exists."""
     ensure_limit(concurrency_limit)
-    with (
-        named_faults(Place.WAREHOUSE, warehouse_location),
-        warehouse_slot(concurrency_limit),
-    ):
-        warehouse = open_warehouse(warehouse_location)
+    with named_faults(Place.WAREHOUSE, warehouse.location), warehouse_slot(concurrency_limit):
         warehouse.ensure_schema()
         warehouse.upgrade(landing_root)
-    return warehouse_location
+    return warehouse
 
 
 @task(name="read-fingerprints", **STAGE_OPTIONS, **RETRY_OPTIONS)
-def read_fingerprints(warehouse_location: str) -> SourceIndex:
+def read_fingerprints(warehouse: Warehouse) -> SourceIndex:
     """What the warehouse holds (batch ids, sources, loaded sha256), read once for all of a
     run's plans.
 
@@ -102,22 +118,17 @@ def read_fingerprints(warehouse_location: str) -> SourceIndex:
     whichever load holds the file, and keep a worker idle meanwhile. A batch another run loads
     after this read is still caught: the load finds it committed and records a skip.
     """
-    with named_faults(Place.WAREHOUSE, warehouse_location):
-        return open_warehouse(warehouse_location).source_index()
+    with named_faults(Place.WAREHOUSE, warehouse.location):
+        return warehouse.source_index()
 
 
 @task(name="plan", **STAGE_OPTIONS, **RETRY_OPTIONS)
 def plan_batch(
-    source: Path,
-    batch_id: str,
-    loaded: SourceIndex | None,
-    force: bool,
-    profile: str | None = None,
-    profile_columns: dict[str, str] | None = None,
+    source: Path, batch_id: str, loaded: SourceIndex | None, force: bool, profile: ReadAs | None
 ) -> BatchManifest:
     """Fingerprint one landing file; skip it when the warehouse holds it unchanged, or holds
     its content as another batch (`loaded`, from read-fingerprints)."""
-    manifest = stages.plan(source, loaded, force, profile, profile_columns, batch_id=batch_id)
+    manifest = stages.plan(source, batch_id, loaded, force, profile)
     if manifest.duplicate_of is not None:
         get_run_logger().warning(
             "batch=%s stage=plan status=skipped same_content_as=%s sha256=%s",
@@ -126,11 +137,7 @@ def plan_batch(
             manifest.sha256[:12],
         )
     elif manifest.skipped:
-        get_run_logger().info(
-            "batch=%s stage=plan status=skipped sha256=%s",
-            manifest.batch_id,
-            manifest.sha256[:12],
-        )
+        log_stage(manifest, "plan", status="skipped", sha256=manifest.sha256[:12])
     return manifest
 
 
@@ -144,12 +151,7 @@ def extract_batch(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
     """Stage one landing file as text-typed Parquet."""
     with named_faults(Place.STAGING, str(staging_root), manifest.batch_id):
         staged = stages.stage(manifest, staging_root)
-    get_run_logger().info(
-        "batch=%s stage=extract rows_in=%d columns=%d",
-        staged.batch_id,
-        staged.rows_in,
-        len(staged.column_map),
-    )
+    log_stage(staged, "extract", rows_in=staged.rows_in, columns=len(staged.column_map))
     return staged
 
 
@@ -158,25 +160,18 @@ def validate_batch(manifest: BatchManifest, rules: ValidationRules) -> BatchMani
     """Validate one staged batch; validation problems are data, never retried."""
     with _staging_faults(manifest):
         checked = stages.validate(manifest, rules)
-    if not checked.skipped:
-        logger = get_run_logger()
-        logger.info(
-            "batch=%s stage=validate rows_valid=%d rows_rejected=%d",
-            checked.batch_id,
-            checked.rows_valid,
-            checked.rows_rejected,
-        )
-        if checked.rows_rejected:
-            reasons = " ".join(f"{code}={count}" for code, count in checked.reason_counts.items())
-            logger.warning(
-                "batch=%s rejected=%d %s", checked.batch_id, checked.rows_rejected, reasons
-            )
-        if checked.odd_counts.get("zero_price"):
-            logger.warning(
-                "batch=%s odd_but_valid zero_price=%d",
-                checked.batch_id,
-                checked.odd_counts["zero_price"],
-            )
+    if checked.skipped:
+        return checked
+    log_stage(
+        checked, "validate", rows_valid=checked.rows_valid, rows_rejected=checked.rows_rejected
+    )
+    logger = get_run_logger()
+    if checked.rows_rejected:
+        reasons = " ".join(f"{code}={count}" for code, count in checked.reason_counts.items())
+        logger.warning("batch=%s rejected=%d %s", checked.batch_id, checked.rows_rejected, reasons)
+    if checked.odd_counts.get("zero_price"):
+        zero_price = checked.odd_counts["zero_price"]
+        logger.warning("batch=%s odd_but_valid zero_price=%d", checked.batch_id, zero_price)
     return checked
 
 
@@ -186,12 +181,7 @@ def transform_batch(manifest: BatchManifest, bands: TicketBands) -> BatchManifes
     with _staging_faults(manifest):
         enriched = stages.transform(manifest, bands)
     if not enriched.skipped:
-        get_run_logger().info(
-            "batch=%s stage=transform rows=%d amount=%s",
-            enriched.batch_id,
-            enriched.rows_valid,
-            enriched.amount,
-        )
+        log_stage(enriched, "transform", rows=enriched.rows_valid, amount=enriched.amount)
     return enriched
 
 
@@ -199,9 +189,7 @@ def transform_batch(manifest: BatchManifest, bands: TicketBands) -> BatchManifes
 def split_batch(manifest: BatchManifest) -> list[BatchManifest]:
     """Cut a large staged batch into one part per region (see stages.split_by_region)."""
     parts = stages.split_by_region(manifest)
-    get_run_logger().info(
-        "batch=%s stage=split rows_in=%d parts=%d", manifest.batch_id, manifest.rows_in, len(parts)
-    )
+    log_stage(manifest, "split", rows_in=manifest.rows_in, parts=len(parts))
     return parts
 
 
@@ -209,13 +197,13 @@ def split_batch(manifest: BatchManifest) -> list[BatchManifest]:
 def merge_batch(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchManifest:
     """Put the transformed parts of a split batch back together for its one load."""
     merged = stages.merge_parts(manifest, parts)
-    get_run_logger().info(
-        "batch=%s stage=merge parts=%d rows_valid=%d rows_rejected=%d amount=%s",
-        merged.batch_id,
-        len(parts),
-        merged.rows_valid,
-        merged.rows_rejected,
-        merged.amount,
+    log_stage(
+        merged,
+        "merge",
+        parts=len(parts),
+        rows_valid=merged.rows_valid,
+        rows_rejected=merged.rows_rejected,
+        amount=merged.amount,
     )
     return merged
 
@@ -223,7 +211,7 @@ def merge_batch(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchMan
 @task(name="load", **STAGE_OPTIONS, **RETRY_OPTIONS)
 def load_batch(
     manifest: BatchManifest,
-    warehouse_location: str,
+    warehouse: Warehouse,
     flow_run_id: str | None,
     policy: LoadPolicy,
     undo_root: Path | None = None,
@@ -236,7 +224,6 @@ def load_batch(
     new connection, and if that or anything else fails before the Prefect transaction ends, its
     rollback hook puts the previous version back. A load is done only when both committed.
     """
-    warehouse = open_warehouse(warehouse_location)
     undo_dir = None
     if undo_root is not None and not manifest.skipped:
         undo_dir = undo_root / staging_name(manifest.batch_id)
@@ -256,16 +243,15 @@ def load_batch(
             )
         stages.check_committed(outcome, warehouse)
     reasons = ",".join(f"{code}:{count}" for code, count in outcome.reason_counts.items())
-    get_run_logger().info(
-        "batch=%s stage=load status=%s rows_in=%s rows_loaded=%d rows_rejected=%d amount=%s "
-        "reasons=%s",
-        outcome.batch_id,
-        outcome.status,
-        outcome.rows_in,
-        outcome.rows_loaded,
-        outcome.rows_rejected,
-        outcome.amount_loaded,
-        reasons or "-",
+    log_stage(
+        outcome,
+        "load",
+        status=outcome.status,
+        rows_in=outcome.rows_in,
+        rows_loaded=outcome.rows_loaded,
+        rows_rejected=outcome.rows_rejected,
+        amount=outcome.amount_loaded,
+        reasons=reasons or "-",
     )
     return outcome
 
@@ -296,30 +282,25 @@ def _forget_previous_version(undo_dir: Path, txn: Transaction) -> None:
 
 @task(name="record-failure", **STAGE_OPTIONS, **RETRY_OPTIONS)
 def record_failure(
-    outcome: BatchOutcome, warehouse_location: str, concurrency_limit: str | None = None
+    outcome: BatchOutcome, warehouse: Warehouse, concurrency_limit: str | None = None
 ) -> BatchOutcome:
     """Write a failed batch to `batches`; its previously loaded rows are left as they were."""
-    with named_faults(Place.WAREHOUSE, warehouse_location), warehouse_slot(concurrency_limit):
-        open_warehouse(warehouse_location).record_outcome(outcome)
+    with named_faults(Place.WAREHOUSE, warehouse.location), warehouse_slot(concurrency_limit):
+        warehouse.record_outcome(outcome)
     get_run_logger().error("batch=%s status=failed error=%r", outcome.batch_id, outcome.error)
     return outcome
 
 
 @task(name="check-kpis", **STAGE_OPTIONS, **RETRY_OPTIONS)
 def check_kpis(
-    warehouse_location: str,
-    batch_ids: list[str],
-    rules: AnomalyRules,
-    flow_run_id: str | None = None,
-    concurrency_limit: str | None = None,
+    warehouse: Warehouse, run: RunSummary, rules: AnomalyRules, concurrency_limit: str | None
 ) -> list[Anomaly]:
-    """Check the KPIs of the order dates these batches loaded against their trailing window:
+    """Check the KPIs of the order dates the run's batches loaded against their trailing window:
     store the anomalies (replacing the days' earlier ones), log each as a warning, publish the
     artifact and one event each. Events go last, so a retried check rarely repeats them."""
-    warehouse = open_warehouse(warehouse_location)
-    dates = loaded_dates(warehouse, batch_ids)
+    dates = loaded_dates(warehouse, [outcome.batch_id for outcome in run.loaded])
     with warehouse_slot(concurrency_limit):
-        found = check_days(warehouse, dates, rules, flow_run_id)
+        found = check_days(warehouse, dates, rules, run.flow_run_id)
     logger = get_run_logger()
     logger.info("kpis checked days=%d anomalies=%d", len(dates), len(found))
     for anomaly in found:
@@ -329,12 +310,12 @@ def check_kpis(
 
 
 @task(name="write-report", **STAGE_OPTIONS)
-def write_report_task(warehouse_location: str, out: Path) -> Path:
+def write_report_task(warehouse: Warehouse, out: Path) -> Path:
     """Write the HTML report of the whole warehouse and link it from the run's artifacts."""
     from salesflow.flows.artifacts import publish_report_link
     from salesflow.report import write_report
 
-    written = write_report(open_warehouse(warehouse_location), out)
+    written = write_report(warehouse, out)
     publish_report_link(written)
     get_run_logger().info("report=%s", written)
     return written

@@ -10,8 +10,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import salesflow.report.queries as queries
 from salesflow.errors import UsageError
-from salesflow.report import queries
 from salesflow.report.figures import CHART_SECTIONS
 from salesflow.report.queries import Scope
 from salesflow.report.template import page

@@ -60,21 +60,12 @@ INSERT_BATCH_SQL = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({', '.join(['
 
 
 def batch_params(outcome: BatchOutcome) -> list[object]:
-    """The parameters of INSERT_BATCH_SQL for one outcome."""
+    """The parameters of INSERT_BATCH_SQL for one outcome: its fields by column name, with
+    the status as text and this salesflow's contract version."""
+    own = {"status": str(outcome.status), "contract_version": CONTRACT_VERSION}
     return [
-        outcome.batch_id,
-        outcome.source,
-        outcome.sha256,
-        outcome.rows_in,
-        outcome.rows_loaded,
-        outcome.rows_rejected,
-        outcome.amount_loaded,
-        str(outcome.status),
-        outcome.error,
-        CONTRACT_VERSION,
-        outcome.started_at,
-        outcome.finished_at,
-        outcome.flow_run_id,
+        own[column] if column in own else getattr(outcome, column)
+        for column in BATCH_COLUMNS.split(", ")
     ]
 
 

@@ -79,20 +79,8 @@ INSERT_ANOMALY_SQL = (
 
 
 def anomaly_params(anomaly: Anomaly) -> list[Any]:
-    """The parameters of INSERT_ANOMALY_SQL for one anomaly."""
-    return [
-        anomaly.order_date,
-        anomaly.region,
-        anomaly.kpi,
-        anomaly.value,
-        anomaly.median,
-        anomaly.mad,
-        anomaly.robust_z,
-        anomaly.direction,
-        anomaly.window_days,
-        anomaly.detected_at,
-        anomaly.flow_run_id,
-    ]
+    """The parameters of INSERT_ANOMALY_SQL for one anomaly, its fields by column name."""
+    return [getattr(anomaly, column) for column in ANOMALY_COLUMNS.split(", ")]
 
 
 # A batch renamed from an earlier id keeps no trace of it: the order ids derived from the old

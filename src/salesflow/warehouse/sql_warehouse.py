@@ -18,9 +18,9 @@ from typing import Any
 
 import polars as pl
 
+import salesflow.warehouse.load_sql as q
 from salesflow.contract import SOURCE_ROW, Reason
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
-from salesflow.warehouse import load_sql as q
 from salesflow.warehouse.base import (
     CONTENT_LOADED_ELSEWHERE_SQL,
     TABLE_KEYS,

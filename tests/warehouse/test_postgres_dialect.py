@@ -152,13 +152,21 @@ def test_another_schema_holds_no_data_and_an_unreachable_server_raises(
 # --- another session: a held table, the advisory lock, a terminated backend ----------------
 
 
-def test_a_load_past_its_time_limit_is_cancelled_and_rolled_back(
-    warehouse: PostgresWarehouse, day_file: Path, tmp_path: Path, admin: psycopg.Connection[Any]
-) -> None:
+def loaded_then_changed(
+    warehouse: PostgresWarehouse, day_file: Path, tmp_path: Path
+) -> tuple[dict[str, str], BatchManifest]:
+    """Load the day file, then rewrite it to one row: the checksums of the first load, and
+    the staged second version whose load a test then disturbs."""
     warehouse.load_batch(staged(day_file, tmp_path / "first"), "run-1")
     before = checksums(warehouse)
     write_csv(day_file, CANONICAL_HEADER, "O9,2024-03-05T10:00:00,C1,S1,Kettle,Home,1,10.50,East")
-    manifest = staged(day_file, tmp_path / "second")
+    return before, staged(day_file, tmp_path / "second")
+
+
+def test_a_load_past_its_time_limit_is_cancelled_and_rolled_back(
+    warehouse: PostgresWarehouse, day_file: Path, tmp_path: Path, admin: psycopg.Connection[Any]
+) -> None:
+    before, manifest = loaded_then_changed(warehouse, day_file, tmp_path)
     table = sql.Identifier(warehouse.schema, "sales")
 
     with admin.transaction():  # another session holds `sales`: the load cannot finish in time
@@ -222,10 +230,7 @@ def test_concurrent_writers_take_turns_and_keep_a_shared_row_once(
 def test_a_backend_terminated_mid_load_is_transient_and_the_retry_loads(
     warehouse: PostgresWarehouse, day_file: Path, tmp_path: Path, admin: psycopg.Connection[Any]
 ) -> None:
-    warehouse.load_batch(staged(day_file, tmp_path / "first"), "run-1")
-    before = checksums(warehouse)
-    write_csv(day_file, CANONICAL_HEADER, "O9,2024-03-05T10:00:00,C1,S1,Kettle,Home,1,10.50,East")
-    manifest = staged(day_file, tmp_path / "second")
+    before, manifest = loaded_then_changed(warehouse, day_file, tmp_path)
     table = sql.Identifier(warehouse.schema, "sales_rejected")
 
     # The load stops inside its transaction, on a lock another session holds.

@@ -16,7 +16,7 @@ from salesflow.manifest import BatchOutcome, BatchStatus
 from salesflow.server import PrefectServer
 from salesflow.status import QualityWindow, RunCounts, read_quality_window, warehouse_counts
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
-from salesflow.warehouse.base import Warehouse
+from salesflow.warehouse.base import RunRecord, Warehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
 from tests.prefect_server import fresh_postgres_database, fresh_schema
 from tests.test_serve import api_of, day_file
@@ -214,7 +214,7 @@ def fill(warehouse: Warehouse, tmp_path: Path) -> None:
     for source in files:
         run = "R0" if source.name == "early.csv" else "R1"
         warehouse.load_batch(staged(source, stage / source.stem), run)
-    warehouse.record_run("R1", "salesflow-etl", "Completed", None, None)
+    warehouse.record_run(RunRecord("R1", "salesflow-etl", "Completed"))
     failed_at = datetime(2024, 3, 2, 12, tzinfo=UTC)
     warehouse.record_outcome(
         BatchOutcome(

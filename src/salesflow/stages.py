@@ -283,13 +283,12 @@ def load(
     warehouse: Warehouse,
     flow_run_id: str | None,
     policy: LoadPolicy | None = None,
-    undo_dir: Path | None = None,
 ) -> BatchOutcome:
     """Commit the batch to the warehouse (or record the skip).
 
     Staged files are left to their owner: a cached manifest may point into another run's
-    staging folder, which only that run may clean up. With `undo_dir`, the batch's previous
-    version is saved there first, so the commit can be undone.
+    staging folder, which only that run may clean up. With `policy.undo_dir`, the batch's
+    previous version is saved there first, so the commit can be undone.
     """
     if manifest.skipped:
         outcome = skipped_outcome(manifest, flow_run_id)
@@ -298,7 +297,7 @@ def load(
     inputs = (manifest.raw_path, manifest.sales_path, manifest.rejected_path)
     require_staged(manifest, *inputs)
     with staged_files_of(manifest, *inputs):
-        return warehouse.load_batch(manifest, flow_run_id, policy, undo_dir)
+        return warehouse.load_batch(manifest, flow_run_id, policy)
 
 
 def check_committed(outcome: BatchOutcome, warehouse: Warehouse) -> None:

@@ -24,7 +24,7 @@ from salesflow.errors import (
 from salesflow.manifest import BatchStatus
 from salesflow.sources.generator import generate_sales
 from salesflow.validate import ValidationRules
-from salesflow.warehouse.base import LoadPolicy, Warehouse
+from salesflow.warehouse.base import LoadPolicy, RunRecord, Warehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
 from tests.warehouse.batches import TABLES, checksums, staged
 
@@ -297,7 +297,9 @@ def test_restoring_the_previous_version_undoes_a_committed_load(
     before = checksums(warehouse)
     write_csv(day_file, CANONICAL_HEADER, "O9,2024-03-05T10:00:00,C1,S1,Kettle,Home,1,10.50,East")
     undo = tmp_path / "undo" / "day1.csv"
-    replaced = warehouse.load_batch(staged(day_file, tmp_path / "second"), "run-2", undo_dir=undo)
+    replaced = warehouse.load_batch(
+        staged(day_file, tmp_path / "second"), "run-2", LoadPolicy(undo_dir=undo)
+    )
     assert warehouse.fetch("SELECT count(*) FROM sales") == [(1,)]
 
     assert warehouse.restore_previous_version(replaced, undo) is True
@@ -313,7 +315,9 @@ def test_rolling_back_a_first_load_leaves_no_trace_of_the_batch(
     warehouse: Warehouse, day_file: Path, tmp_path: Path
 ) -> None:
     undo = tmp_path / "undo"
-    loaded = warehouse.load_batch(staged(day_file, tmp_path / "stage"), "run-1", undo_dir=undo)
+    loaded = warehouse.load_batch(
+        staged(day_file, tmp_path / "stage"), "run-1", LoadPolicy(undo_dir=undo)
+    )
 
     assert warehouse.restore_previous_version(loaded, undo) is True
 
@@ -328,8 +332,8 @@ def test_runs_are_recorded_with_counts_from_their_batches(
 ) -> None:
     warehouse.load_batch(staged(day_file, tmp_path / "stage"), "run-1")
 
-    warehouse.record_run("run-1", "salesflow-etl", "Completed", None, None)
-    warehouse.record_run("run-1", "salesflow-etl", "Completed", None, "rewritten")
+    warehouse.record_run(RunRecord("run-1", "salesflow-etl", "Completed"))
+    warehouse.record_run(RunRecord("run-1", "salesflow-etl", "Completed", message="rewritten"))
 
     assert warehouse.fetch(
         "SELECT flow_run_id, state, batches, loaded, rows_in, rows_loaded, rows_rejected, "

@@ -17,6 +17,7 @@ from salesflow.config import Settings, load_settings
 from salesflow.notify import build_payload, redact, run_failed, secrets_of, send_webhook
 from salesflow.options import RunOptions
 from salesflow.warehouse import open_warehouse
+from salesflow.warehouse.base import RunRecord
 
 FAILURES_NAMED = 3  # failed batches quoted in a notification; the rest are counted
 
@@ -33,13 +34,10 @@ def record_run(flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
     try:
         location = warehouse_of(flow_run.parameters)
         message = None if state.is_completed() else state.message
-        open_warehouse(location).record_run(
-            str(flow_run.id),
-            flow.name,
-            state.name or str(state.type),
-            flow_run.start_time,
-            message,
+        run = RunRecord(
+            str(flow_run.id), flow.name, state.name or str(state.type), flow_run.start_time, message
         )
+        open_warehouse(location).record_run(run)
     except Exception as error:  # a hook must never hide the run's own outcome
         get_run_logger().error("run record not written: %s", error)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,7 @@ def load_batch(
         warehouse_slot(concurrency_limit),
         transaction(commit_mode=CommitMode.EAGER) as txn,
     ):
-        outcome = stages.load(manifest, warehouse, flow_run_id, policy, undo_dir)
+        outcome = stages.load(manifest, warehouse, flow_run_id, replace(policy, undo_dir=undo_dir))
         if undo_dir is not None and outcome.status == BatchStatus.LOADED:
             txn.stage(
                 outcome,

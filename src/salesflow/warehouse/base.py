@@ -65,15 +65,11 @@ class Warehouse(Protocol):
         """Bring a warehouse written by an older salesflow to SCHEMA_VERSION (see there)."""
 
     def load_batch(
-        self,
-        manifest: BatchManifest,
-        flow_run_id: str | None,
-        policy: LoadPolicy | None = None,
-        undo_dir: Path | None = None,
+        self, manifest: BatchManifest, flow_run_id: str | None, policy: LoadPolicy | None = None
     ) -> BatchOutcome:
         """Replace the batch's rows atomically, reconcile, refresh marts, record the batch.
 
-        With `undo_dir`, first save the batch's previous version there, for a rollback.
+        With `policy.undo_dir`, first save the batch's previous version there, for a rollback.
         """
 
     def restore_previous_version(self, replaced: BatchOutcome, undo_dir: Path) -> bool:
@@ -88,14 +84,7 @@ class Warehouse(Protocol):
     def loaded_duplicates(self, manifest: BatchManifest) -> list[int]:
         """Source rows of a transformed batch that other batches already loaded (a dry run)."""
 
-    def record_run(
-        self,
-        flow_run_id: str,
-        flow_name: str,
-        state: str,
-        started_at: datetime | None,
-        message: str | None,
-    ) -> None:
+    def record_run(self, run: RunRecord) -> None:
         """Write a flow run's record to `runs`, with counts from its batches."""
 
     def read_watermark(self, source: str) -> datetime | None:
@@ -333,13 +322,27 @@ def reconcile(manifest: BatchManifest, seen: Observed) -> None:
 
 
 @dataclass(frozen=True)
+class RunRecord:
+    """One flow run as `runs` records it; the counts are taken from its batches."""
+
+    flow_run_id: str
+    flow_name: str
+    state: str
+    started_at: datetime | None = None
+    message: str | None = None  # why it did not complete
+
+
+@dataclass(frozen=True)
 class LoadPolicy:
-    """How strict a load is: what share of rejects fails a batch, and cross-batch duplicates."""
+    """How a load is done: what share of rejects fails a batch, cross-batch duplicates, how
+    long it may run, and where (if anywhere) the batch's previous version is saved first so
+    the commit can be undone."""
 
     max_reject_share: float = 1.0
     accept_rejects: bool = False
     reject_duplicates_in_warehouse: bool = True
     timeout_seconds: float | None = None  # the database interrupts a load running longer
+    undo_dir: Path | None = None  # per batch: set with dataclasses.replace
 
     def check_reject_share(
         self,

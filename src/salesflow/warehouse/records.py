@@ -21,6 +21,7 @@ from salesflow.warehouse.base import (
 )
 
 if TYPE_CHECKING:
+    from salesflow.warehouse.base import RunRecord
     from salesflow.warehouse.dialects import Dialect
     from salesflow.warehouse.rows import Anomaly
 
@@ -135,20 +136,20 @@ class SqlRecords:
         """The shared `?` SQL in the dialect's placeholders."""
         return self.dialect.render(sql)
 
-    def record_run(
-        self,
-        flow_run_id: str,
-        flow_name: str,
-        state: str,
-        started_at: datetime | None,
-        message: str | None,
-    ) -> None:
+    def record_run(self, run: RunRecord) -> None:
         """Write (or rewrite) a flow run's record, its counts taken from its batches."""
         with self.dialect.write_transaction() as con:
-            con.execute(self._render("DELETE FROM runs WHERE flow_run_id = ?"), [flow_run_id])
+            con.execute(self._render("DELETE FROM runs WHERE flow_run_id = ?"), [run.flow_run_id])
             con.execute(
                 self._render(RECORD_RUN_SQL),
-                [flow_run_id, flow_name, state, started_at, message, flow_run_id],
+                [
+                    run.flow_run_id,
+                    run.flow_name,
+                    run.state,
+                    run.started_at,
+                    run.message,
+                    run.flow_run_id,  # the run whose batches are counted
+                ],
             )
 
     def save_watermark(self, source: str, watermark: datetime) -> None:

@@ -86,11 +86,7 @@ class SqlWarehouse(SqlRecords, SqlQueries):
     # --- loading --------------------------------------------------------------------------
 
     def load_batch(
-        self,
-        manifest: BatchManifest,
-        flow_run_id: str | None,
-        policy: LoadPolicy | None = None,
-        undo_dir: Path | None = None,
+        self, manifest: BatchManifest, flow_run_id: str | None, policy: LoadPolicy | None = None
     ) -> BatchOutcome:
         policy = policy or LoadPolicy()
         batch_id = manifest.batch_id
@@ -100,8 +96,8 @@ class SqlWarehouse(SqlRecords, SqlQueries):
             if skipped is not None:
                 self._record_attempt(con, skipped)
                 return skipped
-            if undo_dir is not None:
-                self._save_previous_version(con, batch_id, undo_dir)
+            if policy.undo_dir is not None:
+                self._save_previous_version(con, batch_id, policy.undo_dir)
             old_dates = self._dates_of(con, batch_id)
             self._run(con, "DELETE FROM sales WHERE batch_id = ?", [batch_id])
             self._run(con, "DELETE FROM sales_rejected WHERE batch_id = ?", [batch_id])

@@ -19,6 +19,9 @@ SALESFLOW_RERUN = "salesflow re-run, unchanged (ephemeral API)"
 SALESFLOW_SERVER = "salesflow run (Prefect server)"
 SALESFLOW_SERVER_RERUN = "salesflow re-run, unchanged (Prefect server)"
 PANDAS = "pandas seed"
+DLT_APPEND = "dlt append"
+DLT_MERGE = "dlt merge"
+DLT_RERUN = "dlt re-run, unchanged"
 
 DESCRIPTIONS = {
     FLOOR: "one DuckDB script: read_csv, total, ticket size, month, weekday, sales + daily mart",
@@ -27,6 +30,13 @@ DESCRIPTIONS = {
     SALESFLOW_SERVER: "`salesflow run` against a running `prefect server start`, fresh warehouse",
     SALESFLOW_SERVER_RERUN: "the server run again on the same warehouse: every batch skipped",
     PANDAS: "pandas.read_csv per file, row-wise apply for ticket size, DuckDB insert + mart",
+    DLT_APPEND: "dlt filesystem source (incremental on modification_date), pyarrow.csv per file"
+    " plus the floor's columns in pyarrow.compute, Arrow -> Parquet -> DuckDB,"
+    " write_disposition=append into a fresh DuckDB file, then the mart; no validation",
+    DLT_MERGE: "the same with write_disposition=merge, primary_key=(order_id, sku)"
+    " (delete-insert through a staging dataset), fresh DuckDB file; no validation",
+    DLT_RERUN: "dlt append again on the same pipeline state and warehouse: the incremental"
+    " cursor skips every file, none is read",
 }
 
 
@@ -62,6 +72,24 @@ def pandas_seed(work_dir: Path, sources: list[Path]) -> Invocation:
     return Invocation(
         _python_module("benchmarks.pandas_seed", work_dir / "pandas.duckdb", sources), _base_env()
     )
+
+
+def dlt_load(work_dir: Path, sources: list[Path], mode: str) -> Invocation:
+    """benchmarks.dlt_load in `mode` with its warehouse, pipeline state and dlt's data dir
+    inside `work_dir` (nothing in ~/.dlt) and dlt's telemetry off."""
+    env = _base_env() | {
+        "DLT_DATA_DIR": str(work_dir / "dlt-data"),
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.dlt_load",
+        mode,
+        str(work_dir / f"dlt-{mode}.duckdb"),
+        *(str(path) for path in sources),
+    ]
+    return Invocation(command, env)
 
 
 def salesflow_run(

@@ -1,8 +1,9 @@
 """The benchmark command: `python -m benchmarks.run [--rows N] [--files N] [--repeat N] ...`.
 
-It generates (or reuses) the input, runs every contender as a child process, alternating them
-each repetition so a busy moment on the machine hits all of them alike, then profiles salesflow's
-stages and writes benchmarks/results/<timestamp>.json and .md.
+It generates (or reuses) the input, runs every contender (the floor, salesflow, the pandas seed,
+dlt) as a child process, alternating them each repetition so a busy moment on the machine hits
+all of them alike, then profiles salesflow's stages and writes benchmarks/results/<timestamp>.json
+and .md.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ def _repetition(
     work_dir: Path,
     server_env: dict[str, str] | None,
     with_pandas: bool,
+    with_dlt: bool,
     reverse: bool,
 ) -> None:
-    """Every contender once, in a fresh work folder each; salesflow's re-runs follow their run."""
+    """Every contender once, in a fresh work folder each; the re-runs follow their run."""
 
     def salesflow_pair(name: str, rerun: str, api_env: dict[str, str] | None) -> None:
         folder = work_dir / name.split(" (")[-1].rstrip(")").replace(" ", "-")
@@ -91,6 +93,24 @@ def _repetition(
                 contenders.PANDAS,
                 contenders.pandas_seed(work_dir, sources),
                 work_dir / "pandas.log",
+            )
+        )
+    if with_dlt:
+        # The re-run repeats the append (not the merge) on its pipeline: a file the cursor failed
+        # to skip would show as duplicate rows there, where a merge would hide it.
+        def dlt_append_pair() -> None:
+            folder = work_dir / "dlt-append"
+            invocation = contenders.dlt_load(folder, sources, "append")
+            _measure_into(measured, contenders.DLT_APPEND, invocation, folder / "first.log")
+            _measure_into(measured, contenders.DLT_RERUN, invocation, folder / "rerun.log")
+
+        steps.append(dlt_append_pair)
+        steps.append(
+            lambda: _measure_into(
+                measured,
+                contenders.DLT_MERGE,
+                contenders.dlt_load(work_dir / "dlt-merge", sources, "merge"),
+                work_dir / "dlt-merge" / "merge.log",
             )
         )
     for step in reversed(steps) if reverse else steps:
@@ -136,6 +156,10 @@ def main(
     pandas: Annotated[
         bool, typer.Option("--pandas/--no-pandas", help="Include the pandas baseline.")
     ] = True,
+    dlt: Annotated[
+        bool,
+        typer.Option("--dlt/--no-dlt", help="Include dlt (append, merge, unchanged re-run)."),
+    ] = True,
     profile: Annotated[
         bool, typer.Option("--profile/--no-profile", help="Time salesflow's stages in-process.")
     ] = True,
@@ -151,7 +175,7 @@ def main(
         bool, typer.Option("--keep", help="Keep the work folders (warehouses, logs).")
     ] = False,
 ) -> None:
-    """Benchmark `salesflow run` against a DuckDB SQL floor and a pandas baseline, side by side."""
+    """Benchmark `salesflow run` against a DuckDB SQL floor, a pandas baseline and dlt."""
     rows = HUGE_ROWS if huge else rows
     files = files or (HUGE_FILES if huge else DEFAULT_FILES)
     started = datetime.now(UTC)
@@ -175,6 +199,7 @@ def main(
                 run_root / f"repetition-{number + 1}",
                 server.env if server is not None else None,
                 pandas,
+                dlt,
                 reverse=number % 2 == 1,
             )
         if overhead:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from salesflow import stages
 from salesflow.config import Settings
+from salesflow.rules import ValidationRules
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules
 from salesflow.warehouse import DuckDBWarehouse
 
 STAGES = ("plan", "stage", "validate", "transform", "load")
@@ -43,7 +43,9 @@ def profile_stages(work_dir: Path, sources: list[Path]) -> dict[str, float]:
     seconds = dict.fromkeys(STAGES, 0.0)
     for source in sources:
         with timed(seconds, "plan"):
-            manifest = stages.plan(source, warehouse.source_index(), batch_id=source.name)
+            manifest = stages.plan(
+                source, source.name, warehouse.source_index(), force=False, profile=None
+            )
         with timed(seconds, "stage"):
             manifest = stages.stage(manifest, staging)
         with timed(seconds, "validate"):

@@ -26,9 +26,9 @@ from salesflow.anomalies import (
     kpi_series,
 )
 from salesflow.config import load_settings
+from salesflow.rules import ValidationRules
 from salesflow.sources.generator import generate_day, generate_sales
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules
 from salesflow.warehouse import DuckDBWarehouse, PostgresWarehouse
 from salesflow.warehouse.base import Warehouse
 from tests.conftest import CANONICAL_HEADER, write_csv

@@ -29,8 +29,8 @@ from salesflow.config import load_settings
 from salesflow.contract import CANONICAL_COLUMNS, Reason
 from salesflow.errors import BatchError
 from salesflow.manifest import BatchOutcome, BatchStatus
+from salesflow.rules import ValidationRules
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules
 from salesflow.warehouse import DuckDBWarehouse
 from salesflow.warehouse.base import LoadPolicy
 

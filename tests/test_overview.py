@@ -7,8 +7,8 @@ from pathlib import Path
 
 from salesflow import stages
 from salesflow.overview import RegionRevenue, warehouse_overview
+from salesflow.rules import ValidationRules
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules
 from salesflow.warehouse import DuckDBWarehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
 

@@ -19,8 +19,8 @@ from salesflow.errors import AmbiguousColumnError, MissingColumnError, UsageErro
 from salesflow.flows.caching import stage_key, transform_key, validate_key
 from salesflow.manifest import BatchManifest
 from salesflow.profiles import BUILT_IN_PROFILES, apply_profile, resolve_profile
+from salesflow.rules import ValidationRules
 from salesflow.sources.files import map_columns, map_profile_columns
-from salesflow.validate import ValidationRules
 
 ONLINE_RETAIL_HEADER = [
     "InvoiceNo",

@@ -15,8 +15,8 @@ from salesflow.config import Settings
 from salesflow.errors import BatchError, SalesflowError
 from salesflow.manifest import BatchManifest
 from salesflow.options import apply_run_profile
+from salesflow.rules import ValidationRules
 from salesflow.sources.files import discover_sources
-from salesflow.validate import ValidationRules
 from salesflow.warehouse import open_warehouse
 
 

@@ -1,7 +1,8 @@
 """Validation: split one batch into rows that honour the contract and rows quarantined with reasons.
 
-Pure and vectorised: no I/O, no Prefect. Every input row comes out exactly once, either typed in
-`valid` or, with its reason codes and the record as read, in `rejected`.
+No Prefect, no files: DuckDB checks the whole batch in one SQL pass (`validate_sql`), in memory.
+Every input row comes out exactly once, either typed in `valid` or, with its reason codes and
+the record as read, in `rejected`.
 """
 
 from __future__ import annotations
@@ -9,71 +10,33 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Final
-from zoneinfo import ZoneInfo
 
+import duckdb
 import polars as pl
+import pyarrow as pa
+from duckdb.func import FunctionNullHandling, PythonUDFType
+from duckdb.sqltypes import TIMESTAMP, VARCHAR
 
-from salesflow.config import Settings
 from salesflow.contract import (
     CANONICAL_COLUMNS,
     FIELD_COUNT,
     INTERNAL_COLUMNS,
     RECORD_TEXT,
     SOURCE_ROW,
-    Reason,
 )
-from salesflow.value_parsing import (
-    COMMON_TIMESTAMP_FORMAT,
-    TIMESTAMP_PATTERN,
-    normalised_columns,
-    parse_timestamp,
-    parsed_values,
+from salesflow.rules import ValidationRules
+from salesflow.validate_sql import (
+    OTHER_TIMESTAMPS,
+    RawLayout,
+    checked_table_sql,
+    checks,
+    parameters,
 )
+from salesflow.value_parsing import parse_order_ts
 
 VALID_COLUMNS: Final = (*CANONICAL_COLUMNS, "source_row")
 REJECTED_COLUMNS: Final = ("source_row", "reasons", "raw")
-
-
-@dataclass(frozen=True)
-class ValidationRules:
-    """The tunable parts of the contract, taken from settings.
-
-    `not_after` is the latest accepted order_ts (naive, shop time, counted from the next whole
-    hour); None disables the check.
-    It is fixed by the caller, so validation stays a pure function of its inputs.
-    """
-
-    timezone: str = "UTC"
-    max_quantity: int = 100_000
-    max_unit_price: Decimal = Decimal(1_000_000)
-    timestamp_format: str | None = None
-    min_order_date: date = date(2000, 1, 1)
-    not_after: datetime | None = None
-    regions: frozenset[str] | None = None
-    max_field_length: int = 1000
-
-    @classmethod
-    def from_settings(cls, settings: Settings, now: datetime | None = None) -> ValidationRules:
-        """Rules for a run starting `now` (default: the current time)."""
-        zone = ZoneInfo(settings.timezone)
-        current = (now or datetime.now(UTC)).astimezone(zone).replace(tzinfo=None)
-        # Up to the next whole hour: the rules, and so the cache keys of validated batches,
-        # hold for an hour, and the check is never stricter than configured.
-        hour = current.replace(minute=0, second=0, microsecond=0)
-        current = hour if hour == current else hour + timedelta(hours=1)
-        return cls(
-            timezone=settings.timezone,
-            max_quantity=settings.max_quantity,
-            max_unit_price=settings.max_unit_price,
-            timestamp_format=settings.timestamp_format,
-            min_order_date=settings.min_order_date,
-            not_after=current + timedelta(hours=settings.future_tolerance_hours),
-            regions=frozenset(settings.regions) if settings.regions is not None else None,
-            max_field_length=settings.max_field_length,
-        )
 
 
 @dataclass(frozen=True)
@@ -112,215 +75,90 @@ def validate_batch(
 ) -> ValidationResult:
     """Check every row of a text-typed batch against the contract.
 
-    `raw` is a staged batch: the file's own columns as text plus SOURCE_ROW. `column_map` maps
-    canonical names to the file's (see sources.files.map_columns). A row without an order_id
-    column gets a deterministic one from the batch and its row number. A JSON Lines line that
-    was no object (RECORD_TEXT set) is rejected as `malformed_record`, its line kept as `raw`.
+    `raw` is a staged batch: the file's own columns as text plus SOURCE_ROW (and FIELD_COUNT,
+    RECORD_TEXT where the reader set them). `column_map` maps canonical names to the file's (see
+    sources.files.map_columns). A row without an order_id column gets a deterministic one from
+    the batch and its row number. A JSON Lines line that was no object (RECORD_TEXT set) is
+    rejected as `malformed_record`, its line kept as `raw`.
     """
+    header = tuple(name for name in raw.columns if name not in INTERNAL_COLUMNS)
+    positional = raw.select(
+        *(pl.col(name).alias(f"v{index}") for index, name in enumerate(header)),
+        pl.col(SOURCE_ROW).cast(pl.Int64).alias("source_row"),
+        _internal(raw, FIELD_COUNT, pl.Int32()).alias("field_count"),
+        _internal(raw, RECORD_TEXT, pl.String()).alias("record_text"),
+    )
+    with duckdb.connect() as con:
+        con.register("raw_batch", positional.to_arrow())
+        return classify(con, RawLayout("raw_batch", header), column_map, batch_id, rules)
+
+
+def _internal(raw: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr:
+    return pl.col(name).cast(dtype) if name in raw.columns else pl.lit(None, dtype)
+
+
+def classify(
+    con: duckdb.DuckDBPyConnection,
+    raw: RawLayout,
+    column_map: Mapping[str, str],
+    batch_id: str,
+    rules: ValidationRules | None = None,
+) -> ValidationResult:
+    """Split the batch relation `raw` on `con`: valid rows typed, rejected ones with their
+    reasons (in contract order) and their record as read, JSON-encoded."""
     rules = rules or ValidationRules()
-    input_columns = [name for name in raw.columns if name not in INTERNAL_COLUMNS]
-    if FIELD_COUNT not in raw.columns:
-        raw = raw.with_columns(pl.lit(None, pl.Int32).alias(FIELD_COUNT))
-    malformed = RECORD_TEXT in raw.columns and raw.get_column(RECORD_TEXT).is_not_null().any()
-    if not malformed:  # only a JSON Lines batch with a bad line has record texts
-        raw = raw.drop(RECORD_TEXT, strict=False)
-    normalised = normalised_columns(raw, input_columns)
-    # Keep the record as read before canonical columns (which may share its names) replace it.
-    checked = (
-        raw.with_columns(
-            _as_read(input_columns).alias("_as_read"),
-            _is_later_copy(input_columns, normalised, malformed).alias("_duplicate"),
-            *_record_problems(input_columns, rules, malformed),
+    has_text = f"SELECT bool_or(record_text IS NOT NULL) FROM {raw.relation}"
+    malformed = bool(con.execute(has_text).fetchall()[0][0])
+
+    def other_timestamps(texts: pa.Array) -> pa.Array:
+        return parse_order_ts(pl.Series(texts), rules).to_arrow()
+
+    con.create_function(
+        OTHER_TIMESTAMPS,
+        other_timestamps,
+        [VARCHAR],
+        TIMESTAMP,
+        type=PythonUDFType.ARROW,
+        null_handling=FunctionNullHandling.SPECIAL,
+    )
+    applied = checks(rules, len(raw.header), malformed)
+    statement = checked_table_sql(raw, column_map, rules, malformed, applied)
+    con.execute(statement, parameters(statement, batch_id))
+    flags = [f"f{index}" for index in range(len(applied))]
+    rejected_when = " OR ".join(flags)
+    valid = con.sql(
+        f"""
+        SELECT c_order_id AS order_id, order_ts, c_customer_id AS customer_id, c_sku AS sku,
+               c_product AS product, c_category AS category, quantity, unit_price,
+               c_region AS region, source_row
+        FROM checked WHERE NOT ({rejected_when}) ORDER BY source_row
+        """
+    ).pl()
+    reasons = ", ".join(
+        f"CASE WHEN {flag} THEN '{code}' END"
+        for flag, (_, code) in zip(flags, applied, strict=True)
+    )
+    as_read = [f"r.v{index}" for index in range(len(raw.header))] + ["r.record_text"]
+    rejected = con.sql(
+        f"""
+        SELECT c.source_row, list_filter([{reasons}], lambda code: code IS NOT NULL) AS reasons,
+               {", ".join(as_read)}
+        FROM checked c JOIN {raw.relation} r USING (source_row)
+        WHERE {rejected_when} ORDER BY c.source_row
+        """
+    ).pl()
+    con.execute("DROP TABLE checked")
+    names = {f"v{index}": name for index, name in enumerate(raw.header)}
+    rejected = (
+        rejected.rename(names | {"record_text": RECORD_TEXT})
+        .with_columns(_as_read(raw.header).alias("_as_read"))
+        .select(
+            "source_row",
+            pl.col("reasons").cast(pl.List(pl.String)),
+            _raw_json(malformed).alias("raw"),
         )
-        .with_columns(_canonical_text(column_map, batch_id, normalised))
-        .with_columns(parsed_values())
-    )
-    checked = checked.with_columns(parse_order_ts(checked.get_column("order_ts"), rules))
-    checked = checked.with_columns(_reasons(rules, len(input_columns), malformed).alias("reasons"))
-    is_valid = pl.col("reasons").list.len() == 0
-    valid = checked.filter(is_valid).select(
-        "order_id",
-        "_order_ts",
-        "customer_id",
-        "sku",
-        "product",
-        "category",
-        "_quantity",
-        "_unit_price",
-        "region",
-        pl.col(SOURCE_ROW).alias("source_row"),
-    )
-    valid = valid.rename(
-        {"_order_ts": "order_ts", "_quantity": "quantity", "_unit_price": "unit_price"}
-    )
-    rejected = checked.filter(~is_valid).select(
-        pl.col(SOURCE_ROW).alias("source_row"),
-        "reasons",
-        _raw_json(malformed).alias("raw"),
     )
     return ValidationResult(valid=valid, rejected=rejected)
-
-
-def _canonical_text(
-    column_map: Mapping[str, str], batch_id: str, normalised: Mapping[str, pl.Expr]
-) -> list[pl.Expr]:
-    """Trimmed text of each canonical column; absent optional columns are null."""
-    expressions = []
-    for canonical in CANONICAL_COLUMNS:
-        if canonical in column_map:
-            expressions.append(normalised[column_map[canonical]].alias(canonical))
-        elif canonical == "order_id":
-            derived = pl.concat_str(pl.lit(f"{batch_id}#"), pl.col(SOURCE_ROW).cast(pl.String))
-            expressions.append(derived.alias("order_id"))
-        else:
-            expressions.append(pl.lit(None, dtype=pl.String).alias(canonical))
-    return expressions
-
-
-def _is_later_copy(
-    input_columns: Sequence[str], normalised: Mapping[str, pl.Expr], malformed: bool
-) -> pl.Expr:
-    """True on the second and later exact copies of a record (compared after trimming, with a
-    blank value equal to an empty one, as every check sees them). A malformed line's fields are
-    all null, so its text takes part: it is no copy of `{}` nor of another malformed line."""
-    fields = [normalised[name].alias(name) for name in input_columns]
-    if malformed:
-        fields.append(pl.col(RECORD_TEXT))
-    if not fields:
-        return pl.lit(False)
-    return ~pl.struct(fields).is_first_distinct()
-
-
-def _record_problems(
-    input_columns: Sequence[str], rules: ValidationRules, malformed: bool
-) -> list[pl.Expr]:
-    """Whole-record flags: undecodable bytes (read as U+FFFD) or NUL, in a field or in a
-    malformed line, and over-long fields."""
-    texts = [pl.col(name) for name in input_columns]
-    if malformed:
-        texts.append(pl.col(RECORD_TEXT))
-    if not texts:
-        return [pl.lit(False).alias("_bad_encoding"), pl.lit(False).alias("_too_long")]
-    columns = [pl.col(name) for name in input_columns]
-    bad_bytes = pl.any_horizontal([c.str.contains("[\ufffd\x00]") for c in texts])
-    too_long = pl.any_horizontal(
-        [c.str.len_chars() > rules.max_field_length for c in columns] or [pl.lit(False)]
-    )
-    return [
-        bad_bytes.fill_null(False).alias("_bad_encoding"),
-        too_long.fill_null(False).alias("_too_long"),
-    ]
-
-
-def _custom_timestamp(rules: ValidationRules) -> pl.Expr:
-    """order_ts in the configured format; with an offset (%z) converted to the shop's zone."""
-    assert rules.timestamp_format is not None
-    if "%z" in rules.timestamp_format or "%#z" in rules.timestamp_format:
-        return (
-            pl.col("order_ts")
-            .str.to_datetime(
-                rules.timestamp_format, time_unit="us", time_zone="UTC", strict=False, exact=True
-            )
-            .dt.convert_time_zone(rules.timezone)
-            .dt.replace_time_zone(None)
-        )
-    return pl.col("order_ts").str.to_datetime(
-        rules.timestamp_format, time_unit="us", strict=False, exact=True
-    )
-
-
-def parse_order_ts(text: pl.Series, rules: ValidationRules) -> pl.Series:
-    """The `_order_ts` column: `parse_timestamp` of the trimmed order_ts text, or the configured
-    `timestamp_format` where ISO 8601 does not read it.
-
-    Same values as evaluating `parse_timestamp` on every row, faster: the common shape is
-    parsed first, and the five accepted shapes are tried only on the rows it did not read.
-    """
-    frame = text.to_frame("order_ts")
-    iso = pl.col("order_ts")
-    shape_ok = iso.str.contains(TIMESTAMP_PATTERN)
-    # Text the common format reads has no space to normalise and no offset, so the value is
-    # the one parse_timestamp's first format gives it.
-    common = iso.str.to_datetime(COMMON_TIMESTAMP_FORMAT, time_unit="us", strict=False, exact=True)
-    parsed = frame.select(
-        pl.when(shape_ok).then(common).alias("_order_ts"),
-        (shape_ok & common.is_null()).fill_null(False).alias("_other_shape"),
-    )
-    order_ts = parsed.get_column("_order_ts")
-    others = parsed.get_column("_other_shape").arg_true()
-    if others.len():
-        rest = frame[others].select(parse_timestamp(iso, rules.timezone))
-        order_ts = order_ts.scatter(others, rest.to_series())
-    if rules.timestamp_format:
-        order_ts = (
-            pl.DataFrame({"_order_ts": order_ts, "order_ts": text})
-            .select(pl.coalesce("_order_ts", _custom_timestamp(rules)))
-            .to_series()
-        )
-    return order_ts.alias("_order_ts")
-
-
-def _reasons(rules: ValidationRules, header_fields: int, malformed: bool) -> pl.Expr:
-    """Every reason code that applies to a row, in contract order.
-
-    A malformed line has no fields to check: it carries `malformed_record` (and
-    `bad_encoding` when its text holds such bytes), never reasons about values it lacks.
-    """
-    order_ts = pl.col("_order_ts")
-    checks: list[tuple[pl.Expr, Reason]] = [
-        (pl.col(FIELD_COUNT) != header_fields, Reason.RAGGED_ROW),
-        (pl.col("_bad_encoding"), Reason.BAD_ENCODING),
-        (pl.col("_too_long"), Reason.FIELD_TOO_LONG),
-        (pl.col("order_id").is_null(), Reason.MISSING_ORDER_ID),
-        (pl.col("sku").is_null(), Reason.MISSING_SKU),
-        (pl.col("order_ts").is_null(), Reason.MISSING_ORDER_TS),
-        (pl.col("quantity").is_null(), Reason.MISSING_QUANTITY),
-        (pl.col("unit_price").is_null(), Reason.MISSING_UNIT_PRICE),
-        (pl.col("region").is_null(), Reason.MISSING_REGION),
-        (_unparsed("order_ts"), Reason.BAD_TYPE_ORDER_TS),
-        (_unparsed("quantity"), Reason.BAD_TYPE_QUANTITY),
-        (_unparsed("unit_price"), Reason.BAD_TYPE_UNIT_PRICE),
-        (pl.col("_quantity") == 0, Reason.ZERO_QUANTITY),
-        (pl.col("_unit_price") < 0, Reason.NEGATIVE_PRICE),
-        (
-            (pl.col("_quantity").abs() > rules.max_quantity) | pl.col("_quantity_huge"),
-            Reason.QUANTITY_OUT_OF_RANGE,
-        ),
-        (
-            (pl.col("_unit_price") > rules.max_unit_price) | pl.col("_price_huge"),
-            Reason.PRICE_OUT_OF_RANGE,
-        ),
-        (order_ts.dt.date() < rules.min_order_date, Reason.BEFORE_MIN_DATE),
-        (
-            order_ts > rules.not_after if rules.not_after is not None else pl.lit(False),
-            Reason.FUTURE_DATE,
-        ),
-        (
-            ~pl.col("region").is_in(sorted(rules.regions)) & pl.col("region").is_not_null()
-            if rules.regions is not None
-            else pl.lit(False),
-            Reason.UNKNOWN_REGION,
-        ),
-        (pl.col("_duplicate"), Reason.DUPLICATE),
-    ]
-    if malformed:
-        is_malformed = pl.col(RECORD_TEXT).is_not_null()
-        checks = [
-            (condition if code == Reason.BAD_ENCODING else condition & ~is_malformed, code)
-            for condition, code in checks
-        ]
-        checks.insert(1, (is_malformed, Reason.MALFORMED_RECORD))
-    flagged = [
-        pl.when(condition.fill_null(False)).then(pl.lit(str(code))) for condition, code in checks
-    ]
-    return pl.concat_list(flagged).list.drop_nulls()
-
-
-def _unparsed(column: str) -> pl.Expr:
-    """Present as text, but not a value of the contract's type (too large is out of range)."""
-    huge = {"quantity": "_quantity_huge", "unit_price": "_price_huge"}.get(column)
-    unparsed = pl.col(column).is_not_null() & pl.col(f"_{column}").is_null()
-    return unparsed & ~pl.col(huge) if huge else unparsed
 
 
 def _as_read(input_columns: Sequence[str]) -> pl.Expr:

@@ -1,85 +1,44 @@
 """How the contract reads values from text: the accepted shapes, the digit limits of the column
-types, and the parsing every check shares.
+types, and the timestamp parsing that stays in Polars.
 
-Pure Polars expressions with no rules from settings: `validate` applies the configured limits
-(ranges, time zone, a custom timestamp format) on top of what these read.
+The shapes are RE2 patterns for DuckDB (`validate_sql`), with Rust's Unicode `\\d` spelled
+`\\p{Nd}`, so a value reads the same as it did when Polars applied them. Timestamps outside the
+common shape, and any configured `timestamp_format`, are parsed by chrono (`parse_order_ts`),
+called from the SQL on just the rows that need it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
 
-from salesflow.contract import MONEY
+from salesflow.rules import ValidationRules
+
+_DIGIT: Final = r"\p{Nd}"
+QUANTITY_MAX_DIGITS: Final = 18  # what BIGINT holds
+PRICE_MAX_DIGITS: Final = 14  # integer digits DECIMAL(18,4) holds
 
 # A whole number; "3.0" (as a float-typed column writes 3) is exact, "2.5" is not.
-QUANTITY_PATTERN: Final = r"^[+-]?\d+(\.0+)?$"
-QUANTITY_MAX_DIGITS: Final = 18  # what BIGINT holds
+QUANTITY_PATTERN: Final = rf"^[+-]?{_DIGIT}+(\.0+)?$"
 # At most 14 integer digits and 4 decimals: what DECIMAL(18,4) holds without rounding.
-PRICE_PATTERN: Final = r"^[+-]?\d+(\.\d{1,4})?$"
-PRICE_MAX_DIGITS: Final = 14  # integer digits DECIMAL(18,4) holds
+PRICE_PATTERN: Final = rf"^[+-]?{_DIGIT}+(\.{_DIGIT}{{1,4}})?$"
+# Well-formed but more integer digits (leading zeros aside) than the column type holds: out of
+# range, not a bad type.
+QUANTITY_TOO_LONG: Final = rf"^[+-]?0*[1-9]{_DIGIT}{{{QUANTITY_MAX_DIGITS}}}"
+PRICE_TOO_LONG: Final = rf"^[+-]?0*[1-9]{_DIGIT}{{{PRICE_MAX_DIGITS}}}"
+
+# The accepted timestamp shapes (Polars syntax: `\d` is any Unicode digit, as chrono sees it).
 TIMESTAMP_PATTERN: Final = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
 )
-
-# The shape most timestamps have (naive, `T`, seconds): `validate.parse_order_ts` tries it first.
-COMMON_TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.f"
-
-
-def blank_to_null(expr: pl.Expr) -> pl.Expr:
-    """Trimmed, with an empty result as null: how every check sees a value."""
-    trimmed = expr.str.strip_chars()
-    return pl.when(trimmed == "").then(None).otherwise(trimmed)
-
-
-def normalised_columns(raw: pl.DataFrame, input_columns: Sequence[str]) -> dict[str, pl.Expr]:
-    """Each input column trimmed, with a blank value as null: what every check compares.
-
-    A column none of whose values would change is used as it is, which spares copying every
-    string of a clean batch (the common case) once for the checks and once for the duplicates.
-    """
-    if not input_columns or raw.is_empty():
-        return {name: blank_to_null(pl.col(name)) for name in input_columns}
-    untouched = raw.select(
-        _would_change(pl.col(name)).any().not_().alias(name) for name in input_columns
-    ).row(0, named=True)
-    return {
-        name: pl.col(name) if untouched[name] else blank_to_null(pl.col(name))
-        for name in input_columns
-    }
-
-
-def _would_change(value: pl.Expr) -> pl.Expr:
-    """Trimming shortens it, or it is empty (so `blank_to_null` makes it null)."""
-    length = value.str.len_bytes()
-    return (value.str.strip_chars().str.len_bytes() != length) | (length == 0)
-
-
-def parsed_values() -> list[pl.Expr]:
-    """`_quantity` and `_unit_price` typed from their text (null where the text is no such
-    value), and whether each is well-formed but too large for its column type."""
-    quantity_ok = pl.col("quantity").str.contains(QUANTITY_PATTERN)
-    price_ok = pl.col("unit_price").str.contains(PRICE_PATTERN)
-    # Well-formed but too many digits for the column type: out of range, not a bad type.
-    quantity_huge = quantity_ok & _more_integer_digits("quantity", QUANTITY_MAX_DIGITS)
-    price_huge = price_ok & _more_integer_digits("unit_price", PRICE_MAX_DIGITS)
-    return [
-        pl.when(quantity_ok & ~quantity_huge)
-        .then(pl.col("quantity").str.replace(r"\.0+$", "").cast(pl.Int64, strict=False))
-        .alias("_quantity"),
-        pl.when(price_ok & ~price_huge)
-        .then(pl.col("unit_price").cast(MONEY, strict=False))
-        .alias("_unit_price"),
-        quantity_huge.fill_null(False).alias("_quantity_huge"),
-        price_huge.fill_null(False).alias("_price_huge"),
-    ]
-
-
-def _more_integer_digits(column: str, digits: int) -> pl.Expr:
-    """More than `digits` integer digits, leading zeros aside (one regex test, no extraction)."""
-    return pl.col(column).str.contains(rf"^[+-]?0*[1-9]\d{{{digits}}}")
+# The common shape, which DuckDB's cast reads exactly as chrono's `%Y-%m-%dT%H:%M:%S%.f` does:
+# ASCII digits, hours 00-23 and seconds 00-59 (DuckDB takes 24:00 as the next day, chrono a leap
+# second :60 as the next minute). Everything else goes to `parse_order_ts`.
+COMMON_TIMESTAMP_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?$"
+)
+_COMMON_TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.f"
 
 
 def parse_timestamp(text: pl.Expr, timezone: str) -> pl.Expr:
@@ -90,7 +49,7 @@ def parse_timestamp(text: pl.Expr, timezone: str) -> pl.Expr:
     """
     shape_ok = text.str.contains(TIMESTAMP_PATTERN)
     normal = text.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T").str.replace(r"Z$", "+00:00")
-    naive_formats = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+    naive_formats = (_COMMON_TIMESTAMP_FORMAT, "%Y-%m-%dT%H:%M", "%Y-%m-%d")
     offset_formats = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z")
     naive = [
         normal.str.to_datetime(fmt, time_unit="us", strict=False, exact=True)
@@ -103,3 +62,34 @@ def parse_timestamp(text: pl.Expr, timezone: str) -> pl.Expr:
         for fmt in offset_formats
     ]
     return pl.when(shape_ok).then(pl.coalesce(*naive, *aware))
+
+
+def parse_order_ts(text: pl.Series, rules: ValidationRules) -> pl.Series:
+    """order_ts values of trimmed text: `parse_timestamp`, or the configured `timestamp_format`
+    where ISO 8601 does not read the text."""
+    frame = text.to_frame("order_ts")
+    order_ts = frame.select(parse_timestamp(pl.col("order_ts"), rules.timezone)).to_series()
+    if rules.timestamp_format:
+        order_ts = (
+            pl.DataFrame({"_order_ts": order_ts, "order_ts": text})
+            .select(pl.coalesce("_order_ts", _custom_timestamp(rules)))
+            .to_series()
+        )
+    return order_ts.alias("_order_ts")
+
+
+def _custom_timestamp(rules: ValidationRules) -> pl.Expr:
+    """order_ts in the configured format; with an offset (%z) converted to the shop's zone."""
+    assert rules.timestamp_format is not None
+    if "%z" in rules.timestamp_format or "%#z" in rules.timestamp_format:
+        return (
+            pl.col("order_ts")
+            .str.to_datetime(
+                rules.timestamp_format, time_unit="us", time_zone="UTC", strict=False, exact=True
+            )
+            .dt.convert_time_zone(rules.timezone)
+            .dt.replace_time_zone(None)
+        )
+    return pl.col("order_ts").str.to_datetime(
+        rules.timestamp_format, time_unit="us", strict=False, exact=True
+    )

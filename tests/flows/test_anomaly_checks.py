@@ -20,9 +20,9 @@ from salesflow.flows.artifacts import ANOMALIES_KEY, ANOMALY_EVENT, PROGRESS_KEY
 from salesflow.flows.etl import run_etl
 from salesflow.manifest import BatchStatus
 from salesflow.options import RunOptions
+from salesflow.rules import ValidationRules
 from salesflow.sources.generator import generate_day, generate_sales
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules
 from salesflow.warehouse import DuckDBWarehouse
 from tests.flows.test_quality import read_artifact
 

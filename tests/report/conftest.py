@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from salesflow import stages
+from salesflow.rules import ValidationRules
 from salesflow.sources.generator import generate_sales
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules
 from salesflow.warehouse import DuckDBWarehouse
 from salesflow.warehouse.base import LoadPolicy, Warehouse
 

@@ -13,9 +13,10 @@ import pytest
 
 from salesflow import stages
 from salesflow.manifest import BatchStatus
+from salesflow.rules import ValidationRules
 from salesflow.sources.files import map_columns, stage_source
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules, validate_batch
+from salesflow.validate import validate_batch
 from salesflow.warehouse import DuckDBWarehouse
 from salesflow.warehouse.base import LoadPolicy
 

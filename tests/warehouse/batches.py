@@ -6,8 +6,8 @@ from pathlib import Path
 
 from salesflow import stages
 from salesflow.manifest import BatchManifest
+from salesflow.rules import ValidationRules
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules
 from salesflow.warehouse.base import Warehouse
 
 TABLES = ("sales", "sales_rejected", "daily_sales")

@@ -22,8 +22,8 @@ from salesflow.errors import (
     UsageError,
 )
 from salesflow.manifest import BatchStatus
+from salesflow.rules import ValidationRules
 from salesflow.sources.generator import generate_sales
-from salesflow.validate import ValidationRules
 from salesflow.warehouse.base import LoadPolicy, RunRecord, Warehouse
 from tests.conftest import CANONICAL_HEADER, write_csv
 from tests.warehouse.batches import TABLES, checksums, staged

@@ -52,8 +52,8 @@ from salesflow.flows.tasks import (
 )
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, staging_name
 from salesflow.options import ReadAs, RunOptions
+from salesflow.rules import ValidationRules
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules
 from salesflow.warehouse.base import LoadPolicy, Warehouse
 
 # Failures a fresh redo of the batch cures: staged files that are gone, or a cached stage result

@@ -30,9 +30,9 @@ from salesflow.flows.caching import stage_key, transform_key, validate_key
 from salesflow.flows.concurrency import ensure_limit, warehouse_slot
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, staging_name
 from salesflow.options import ReadAs
+from salesflow.rules import ValidationRules
 from salesflow.run_summary import RunSummary
 from salesflow.transform import TicketBands
-from salesflow.validate import ValidationRules
 from salesflow.warehouse.base import LoadPolicy, SourceIndex, Warehouse
 
 

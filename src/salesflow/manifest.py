@@ -50,6 +50,10 @@ class BatchManifest(BaseModel):
     )
     source: str = Field(description="Absolute path of the landing file.")
     sha256: str
+    source_size: int | None = Field(None, description="The file's size when it was hashed.")
+    source_mtime_ns: int | None = Field(
+        None, description="The file's modification time (ns) when it was hashed."
+    )
     started_at: datetime
     skipped: bool = Field(False, description="Unchanged since its last load: nothing to do.")
     duplicate_of: str | None = Field(
@@ -117,6 +121,8 @@ class BatchOutcome(BaseModel):
     started_at: datetime
     finished_at: datetime
     flow_run_id: str | None = None
+    source_size: int | None = None  # the file's size and mtime when `sha256` was taken
+    source_mtime_ns: int | None = None
 
 
 def skipped_outcome(
@@ -135,6 +141,8 @@ def skipped_outcome(
         batch_id=manifest.batch_id,
         source=manifest.source,
         sha256=manifest.sha256,
+        source_size=manifest.source_size,
+        source_mtime_ns=manifest.source_mtime_ns,
         status=BatchStatus.SKIPPED,
         error=note,
         started_at=manifest.started_at,

@@ -26,6 +26,10 @@ class RunOptions(BaseModel):
         None, description="Warehouse location to load into; default: the warehouse setting."
     )
     force: bool = Field(False, description="Load files even when their content is loaded.")
+    verify: bool = Field(
+        False,
+        description="Hash every file, even one whose size and mtime match what was loaded.",
+    )
     accept_rejects: bool = Field(
         False, description="Load a batch whatever share of its rows is rejected."
     )

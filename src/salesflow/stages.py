@@ -56,26 +56,42 @@ CODE_VERSION = "5"  # 5: validation in DuckDB SQL (same results, new code)
 
 
 def plan(
-    source: Path, batch_id: str, loaded: SourceIndex | None, force: bool, profile: ReadAs | None
+    source: Path,
+    batch_id: str,
+    loaded: SourceIndex | None,
+    force: bool,
+    profile: ReadAs | None,
+    verify: bool = False,
 ) -> BatchManifest:
     """Fingerprint a landing file and decide whether it needs loading: not when `loaded`,
     what the warehouse holds (`Warehouse.source_index`), has this very content for the batch,
     nor when another batch holds it (the same file under another name would count every row
     twice; `force` loads it all the same).
 
-    `batch_id` is the source's identity (sources.files.batch_identity). Never cached: the
-    warehouse's `batches` table, not a cache, says what is loaded. A source profile's column
-    map travels with the manifest, so every stage's cache key knows how the file was read.
+    A file whose size and modification time (ns) are those `batches` recorded when its loaded
+    content was hashed is skipped without reading it; `verify` hashes it all the same, and any
+    other file is hashed. `batch_id` is the source's identity (sources.files.batch_identity).
+    Never cached: the warehouse's `batches` table, not a cache, says what is loaded. A source
+    profile's column map travels with the manifest, so every stage's cache key knows how the
+    file was read.
     """
+    stat = _stat(source)  # before hashing: a file changed meanwhile is hashed again next time
+    unchanged = None
+    if loaded is not None and not force and not verify:
+        unchanged = loaded.unchanged_sha256(batch_id, str(source), stat)
     manifest = BatchManifest(
         batch_id=batch_id,
         source=str(source),
-        sha256=_fingerprint(source),
+        sha256=unchanged or _fingerprint(source),
+        source_size=stat[0],
+        source_mtime_ns=stat[1],
         started_at=datetime.now(UTC),
         force=force,
         profile=profile.name if profile is not None else None,
         profile_columns=profile.columns if profile is not None else None,
     )
+    if unchanged is not None:
+        return manifest.model_copy(update={"skipped": True})
     if loaded is None or force:
         return manifest
     if loaded.loaded_sha256(batch_id, str(source)) == manifest.sha256:
@@ -173,6 +189,17 @@ def _read_staged(manifest: BatchManifest, path: Path) -> Iterator[pl.DataFrame]:
     require_staged(manifest, path)
     with staged_files_of(manifest, path):
         yield pl.read_parquet(path, glob=False)
+
+
+def _stat(source: Path) -> tuple[int, int]:
+    """(size, mtime in ns) of the file; one that cannot be looked at is the batch's problem."""
+    try:
+        info = source.stat()
+    except (FileNotFoundError, PermissionError) as error:
+        raise UnreadableSourceError(str(source), f"cannot be opened ({error.strerror})") from None
+    except OSError as error:
+        raise TransientError(f"{source}: {error.strerror or error}") from error
+    return info.st_size, info.st_mtime_ns
 
 
 def _fingerprint(source: Path) -> str:

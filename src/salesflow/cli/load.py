@@ -75,6 +75,14 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Reload batches even when their file is unchanged.")
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Hash every file to tell whether it changed; by default a file whose size and "
+            "modification time match its last load is skipped without reading it.",
+        ),
+    ] = False,
     max_workers: Annotated[
         int | None, typer.Option(help="Batches processed at once (default from CPU count).", min=1)
     ] = None,
@@ -142,6 +150,7 @@ def run(
         apply_run_profile(settings, profile)  # an unknown name or bad override stops here
         options = RunOptions(
             force=force,
+            verify=verify,
             accept_rejects=accept_rejects,
             refresh_cache=refresh_cache,
             profile=profile,

@@ -249,8 +249,10 @@ class _Scheduler:
             fresh = run.options.refresh_cache
             step = _Step(Stage.PLAN, position, source, datetime.now(UTC), fresh=fresh)
             batch_id = run.batch_ids[source]
-            force = run.options.force
-            self._submit_home(step, self.plan, source, batch_id, self.loaded, force, run.profile)
+            force, verify = run.options.force, run.options.verify
+            self._submit_home(
+                step, self.plan, source, batch_id, self.loaded, force, run.profile, verify
+            )
 
     def _commit_next(self) -> None:
         while self.next_commit in self.finished:

@@ -125,11 +125,17 @@ def read_fingerprints(warehouse: Warehouse) -> SourceIndex:
 
 @task(name="plan", **STAGE_OPTIONS, **RETRY_OPTIONS)
 def plan_batch(
-    source: Path, batch_id: str, loaded: SourceIndex | None, force: bool, profile: ReadAs | None
+    source: Path,
+    batch_id: str,
+    loaded: SourceIndex | None,
+    force: bool,
+    profile: ReadAs | None,
+    verify: bool = False,
 ) -> BatchManifest:
     """Fingerprint one landing file; skip it when the warehouse holds it unchanged, or holds
-    its content as another batch (`loaded`, from read-fingerprints)."""
-    manifest = stages.plan(source, batch_id, loaded, force, profile)
+    its content as another batch (`loaded`, from read-fingerprints). An unchanged size and
+    mtime skip it without hashing, unless `verify`."""
+    manifest = stages.plan(source, batch_id, loaded, force, profile, verify)
     if manifest.duplicate_of is not None:
         get_run_logger().warning(
             "batch=%s stage=plan status=skipped same_content_as=%s sha256=%s",

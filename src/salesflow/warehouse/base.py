@@ -161,8 +161,9 @@ def repeated_row_condition(derived_order_ids: bool, nullable: Sequence[str] | No
 
 
 # Schema versions: 1 = batch ids were bare file names (no schema_version table); 2 = batch ids
-# are paths relative to the landing root (sources.files.batch_identity).
-SCHEMA_VERSION = 2
+# are paths relative to the landing root (sources.files.batch_identity); 3 = `batches` records
+# each source file's size and mtime (an unchanged re-run skips it without hashing).
+SCHEMA_VERSION = 3
 
 
 class SourceIndex(NamedTuple):
@@ -171,17 +172,31 @@ class SourceIndex(NamedTuple):
     sha256_of_batch: dict[str, str]  # batch id -> sha256 of the content loaded for it
     batch_of_sha256: dict[str, str]  # sha256 -> the (first) batch id holding it, with rows
     batch_of_source: dict[str, str]  # source path -> the batch id recorded for it
+    # batch id -> (size, mtime in ns) of its file when the loaded content was hashed
+    stat_of_batch: dict[str, tuple[int, int]]
 
     @classmethod
     def empty(cls) -> SourceIndex:
-        return cls({}, {}, {})
+        return cls({}, {}, {}, {})
+
+    def _recorded_id(self, batch_id: str, source: str) -> str | None:
+        """This batch's id if it has loaded content, else its source's earlier id."""
+        if batch_id in self.sha256_of_batch:
+            return batch_id
+        return self.batch_of_source.get(source)
 
     def loaded_sha256(self, batch_id: str, source: str) -> str | None:
         """The content loaded for this batch, or for its source under an earlier id."""
-        found = self.sha256_of_batch.get(batch_id)
-        if found is None and source in self.batch_of_source:
-            found = self.sha256_of_batch.get(self.batch_of_source[source])
-        return found
+        recorded = self._recorded_id(batch_id, source)
+        return self.sha256_of_batch.get(recorded) if recorded is not None else None
+
+    def unchanged_sha256(self, batch_id: str, source: str, stat: tuple[int, int]) -> str | None:
+        """The loaded content's sha256 when the file's size and mtime are those recorded when
+        it was hashed: the file is taken as unchanged without reading it (see plan)."""
+        recorded = self._recorded_id(batch_id, source)
+        if recorded is None or self.stat_of_batch.get(recorded) != stat:
+            return None
+        return self.sha256_of_batch.get(recorded)
 
     def loaded_elsewhere(self, sha256: str, batch_id: str, source: str) -> str | None:
         """Another batch holding this very content (not this batch, nor its source's)."""
@@ -209,14 +224,16 @@ class SqlQueries:
             return SourceIndex.empty()
         rows = self.fetch(
             "SELECT batch_id, source, CASE WHEN rows_in IS NOT NULL AND status IN "
-            "('loaded', 'skipped') THEN sha256 END, coalesce(rows_in, 0) FROM batches "
-            "ORDER BY batch_id"
+            "('loaded', 'skipped') THEN sha256 END, coalesce(rows_in, 0), source_size, "
+            "source_mtime_ns FROM batches ORDER BY batch_id"
         )
         index = SourceIndex.empty()
-        for batch_id, source, sha256, rows_in in rows:
+        for batch_id, source, sha256, rows_in, size, mtime_ns in rows:
             index.batch_of_source.setdefault(source, batch_id)
             if sha256 is not None:
                 index.sha256_of_batch[batch_id] = sha256
+                if size is not None and mtime_ns is not None:
+                    index.stat_of_batch[batch_id] = (size, mtime_ns)
                 if rows_in > 0:  # see CONTENT_LOADED_ELSEWHERE_SQL
                     index.batch_of_sha256.setdefault(sha256, batch_id)
         return index

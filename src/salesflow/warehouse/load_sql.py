@@ -54,9 +54,12 @@ INSERT_DAILY_SALES_SQL = (
 
 BATCH_COLUMNS = (
     "batch_id, source, sha256, rows_in, rows_loaded, rows_rejected, amount_loaded, status, "
-    "error, contract_version, started_at, finished_at, flow_run_id"
+    "error, contract_version, started_at, finished_at, flow_run_id, source_size, source_mtime_ns"
 )
-INSERT_BATCH_SQL = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({', '.join(['?'] * 13)})"
+INSERT_BATCH_SQL = (
+    f"INSERT INTO batches ({BATCH_COLUMNS}) "
+    f"VALUES ({', '.join(['?'] * len(BATCH_COLUMNS.split(', ')))})"
+)
 
 
 def batch_params(outcome: BatchOutcome) -> list[object]:

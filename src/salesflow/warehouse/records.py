@@ -40,22 +40,34 @@ RECORD_RUN_SQL = (
     "CAST(? AS VARCHAR) FROM batches WHERE flow_run_id = ?"
 )
 
+_OWN_CONTENT_HASHED = "sha256 = CAST(? AS VARCHAR) AND CAST(? AS BIGINT) IS NOT NULL"
+
 # A failed or skipped attempt at a batch already recorded: status, error, times and run change;
-# what is loaded (sha256, counts, money) stays. Parameters: attempt_params(outcome).
+# what is loaded (sha256, counts, money) stays. A skip that hashed the file and found the loaded
+# content records the file's size and mtime, so the next run need not hash it again; an attempt
+# on other content (a failure, a duplicate of another batch) leaves them. Parameters:
+# attempt_params(outcome).
 RECORD_ATTEMPT_SQL = (
     "UPDATE batches SET status = ?, error = ?, started_at = ?, finished_at = ?, "
-    "flow_run_id = ? WHERE batch_id = ?"
+    "flow_run_id = ?, "
+    f"source_size = CASE WHEN {_OWN_CONTENT_HASHED} THEN CAST(? AS BIGINT) ELSE source_size END, "
+    f"source_mtime_ns = CASE WHEN {_OWN_CONTENT_HASHED} THEN CAST(? AS BIGINT) "
+    "ELSE source_mtime_ns END "
+    "WHERE batch_id = ?"
 )
 
 
 def attempt_params(outcome: BatchOutcome) -> list[Any]:
     """The parameters of RECORD_ATTEMPT_SQL for one outcome."""
+    own_content = outcome.sha256 if outcome.status == "skipped" else None
     return [
         str(outcome.status),
         outcome.error,
         outcome.started_at,
         outcome.finished_at,
         outcome.flow_run_id,
+        *(own_content, outcome.source_mtime_ns, outcome.source_size),
+        *(own_content, outcome.source_mtime_ns, outcome.source_mtime_ns),
         outcome.batch_id,
     ]
 
@@ -198,15 +210,21 @@ class SqlRecords:
         1 -> 2: batch ids were bare file names; each batch whose source file is still there
         takes its id from its path (sources.files.batch_identity under `landing_root`). A
         batch whose file is gone keeps its id until its source is loaded again, when the load
-        adopts it by its recorded source. A newer warehouse is refused, not rewritten.
+        adopts it by its recorded source. 2 -> 3: `batches` records each file's size and mtime
+        (NULL for the batches loaded before, which the next run hashes once). A newer
+        warehouse is refused, not rewritten.
         """
         with self.dialect.write_transaction() as con:
             row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-            if not check_schema_version(self.location, row[0] if row else None):
+            version = row[0] if row else None
+            if not check_schema_version(self.location, version):
                 return
-            recorded = con.execute("SELECT batch_id, source FROM batches").fetchall()
-            for old, new in upgrade_renames(recorded, landing_root):
-                self._rename_batch(con, old, new)
+            for column in ("source_size", "source_mtime_ns"):
+                con.execute(f"ALTER TABLE batches ADD COLUMN IF NOT EXISTS {column} BIGINT")
+            if version is None or version < 2:
+                recorded = con.execute("SELECT batch_id, source FROM batches").fetchall()
+                for old, new in upgrade_renames(recorded, landing_root):
+                    self._rename_batch(con, old, new)
             con.execute("DELETE FROM schema_version")
             con.execute(
                 self._render("INSERT INTO schema_version VALUES (?, now())"), [SCHEMA_VERSION]

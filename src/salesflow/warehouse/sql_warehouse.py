@@ -145,6 +145,8 @@ class SqlWarehouse(SqlRecords, SqlQueries):
                 batch_id=batch_id,
                 source=manifest.source,
                 sha256=manifest.sha256,
+                source_size=manifest.source_size,
+                source_mtime_ns=manifest.source_mtime_ns,
                 status=BatchStatus.LOADED,
                 rows_in=manifest.rows_in,
                 rows_loaded=loaded,

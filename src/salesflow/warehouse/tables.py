@@ -113,6 +113,10 @@ BATCHES: Final = Table(
         _col("started_at timestamptz"),
         _col("finished_at timestamptz"),
         _col("flow_run_id text", nullable=True),
+        # The landing file's size and modification time when its loaded content was hashed:
+        # an unchanged re-run that sees both again skips the file without reading it.
+        _col("source_size bigint", nullable=True),
+        _col("source_mtime_ns bigint", nullable=True),
     ),
 )
 

@@ -43,9 +43,7 @@ def profile_stages(work_dir: Path, sources: list[Path]) -> dict[str, float]:
     seconds = dict.fromkeys(STAGES, 0.0)
     for source in sources:
         with timed(seconds, "plan"):
-            manifest = stages.plan(
-                source, source.name, warehouse.source_index(), force=False, profile=None
-            )
+            manifest = stages.plan(source, source.name, warehouse.source_index(), profile=None)
         with timed(seconds, "stage"):
             manifest = stages.stage(manifest, staging)
         with timed(seconds, "validate"):

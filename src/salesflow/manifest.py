@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import ClassVar, overload
+from typing import Any, ClassVar, overload
 
 from pydantic import BaseModel, Field
 
@@ -137,15 +137,23 @@ def skipped_outcome(
             f"{manifest.source}: same content as batch '{duplicate_of}', already loaded; not "
             "loaded again (--force loads it as a batch of its own)"
         )
+    return outcome_of(manifest, BatchStatus.SKIPPED, flow_run_id, error=note)
+
+
+def outcome_of(
+    manifest: BatchManifest, status: BatchStatus, flow_run_id: str | None, **recorded: Any
+) -> BatchOutcome:
+    """The record of an attempt at the manifest's file, finished now: which file and content,
+    when it started, plus what the attempt `recorded` (counts, money, error)."""
     return BatchOutcome(
         batch_id=manifest.batch_id,
         source=manifest.source,
         sha256=manifest.sha256,
         source_size=manifest.source_size,
         source_mtime_ns=manifest.source_mtime_ns,
-        status=BatchStatus.SKIPPED,
-        error=note,
+        status=status,
         started_at=manifest.started_at,
         finished_at=datetime.now(UTC),
         flow_run_id=flow_run_id,
+        **recorded,
     )

@@ -8,6 +8,7 @@ plain data, so Prefect can show it as a flow parameter and a deployment can pass
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,6 +44,13 @@ class RunOptions(BaseModel):
         None, description="Folder batch ids are relative to (default: the landing_dir setting)."
     )
 
+    @property
+    def recheck(self) -> Recheck:
+        """How this run's plans tell a loaded file: --force beats --verify."""
+        if self.force:
+            return Recheck.NEVER
+        return Recheck.HASH if self.verify else Recheck.STAT
+
     def warehouse_location(self, settings: Settings) -> str:
         """The location this run loads into: the option when given, else the setting."""
         return self.warehouse or settings.warehouse_location
@@ -50,6 +58,14 @@ class RunOptions(BaseModel):
     def landing_root_of(self, settings: Settings) -> Path:
         """The folder batch ids are taken relative to."""
         return self.landing_root if self.landing_root is not None else settings.landing_dir
+
+
+class Recheck(StrEnum):
+    """How a plan tells whether a file is already loaded."""
+
+    STAT = "stat"  # same size and mtime as when its loaded content was hashed, else the sha256
+    HASH = "hash"  # always the sha256 (`--verify`)
+    NEVER = "never"  # not at all: load it whatever is loaded (`--force`)
 
 
 class ReadAs(NamedTuple):

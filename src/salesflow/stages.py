@@ -35,7 +35,7 @@ from salesflow.manifest import (
     skipped_outcome,
     staging_name,
 )
-from salesflow.options import ReadAs
+from salesflow.options import ReadAs, Recheck
 from salesflow.rules import ValidationRules
 from salesflow.sources.files import (
     batch_identity,
@@ -59,25 +59,25 @@ def plan(
     source: Path,
     batch_id: str,
     loaded: SourceIndex | None,
-    force: bool,
     profile: ReadAs | None,
-    verify: bool = False,
+    recheck: Recheck = Recheck.STAT,
 ) -> BatchManifest:
     """Fingerprint a landing file and decide whether it needs loading: not when `loaded`,
     what the warehouse holds (`Warehouse.source_index`), has this very content for the batch,
     nor when another batch holds it (the same file under another name would count every row
-    twice; `force` loads it all the same).
+    twice; `Recheck.NEVER`, --force, loads it all the same).
 
     A file whose size and modification time (ns) are those `batches` recorded when its loaded
-    content was hashed is skipped without reading it; `verify` hashes it all the same, and any
-    other file is hashed. `batch_id` is the source's identity (sources.files.batch_identity).
-    Never cached: the warehouse's `batches` table, not a cache, says what is loaded. A source
-    profile's column map travels with the manifest, so every stage's cache key knows how the
-    file was read.
+    content was hashed is skipped without reading it (`Recheck.STAT`); `Recheck.HASH`
+    (--verify) hashes it all the same, and any other file is hashed. `batch_id` is the source's
+    identity (sources.files.batch_identity). Never cached: the warehouse's `batches` table, not
+    a cache, says what is loaded. A source profile's column map travels with the manifest, so
+    every stage's cache key knows how the file was read.
     """
     stat = _stat(source)  # before hashing: a file changed meanwhile is hashed again next time
+    force = recheck == Recheck.NEVER
     unchanged = None
-    if loaded is not None and not force and not verify:
+    if loaded is not None and recheck == Recheck.STAT:
         unchanged = loaded.unchanged_sha256(batch_id, str(source), stat)
     manifest = BatchManifest(
         batch_id=batch_id,
@@ -137,7 +137,8 @@ def extract(
     read_as = None
     if profile is not None and profile_columns is not None:
         read_as = ReadAs(profile, dict(profile_columns))
-    planned = plan(source, batch_id or source.name, loaded, force, read_as)
+    recheck = Recheck.NEVER if force else Recheck.STAT
+    planned = plan(source, batch_id or source.name, loaded, read_as, recheck)
     return stage(planned, staging_root)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import date
@@ -98,6 +99,27 @@ def test_rerunning_leaves_the_warehouse_identical_and_skips_unchanged_files(
     assert warehouse_of(forced).fetch("SELECT count(*), count(DISTINCT batch_id) FROM batches") == [
         (4, 4)
     ]
+
+
+def test_verify_finds_a_file_rewritten_under_its_old_size_and_mtime(
+    tmp_path: Path, settings: Settings
+) -> None:
+    day = write_csv(
+        tmp_path / "landing" / "day.csv",
+        CANONICAL_HEADER,
+        "O1,2024-03-01T10:00:00,C1,S1,Kettle,Home,2,10.50,North",
+    )
+    run_etl([day], settings, RunOptions())
+    before = day.stat()
+    day.write_text(day.read_text().replace("10.50", "10.75"))  # same size
+    os.utime(day, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p` or `rsync -t` do
+
+    trusting = run_etl([day], settings, RunOptions())
+    verified = run_etl([day], settings, RunOptions(verify=True))
+
+    assert [o.status for o in trusting.outcomes] == [BatchStatus.SKIPPED]
+    assert [o.status for o in verified.outcomes] == [BatchStatus.LOADED]
+    assert warehouse_of(verified).fetch("SELECT unit_price FROM sales") == [(Decimal("10.75"),)]
 
 
 def test_the_course_spanish_csv_loads_unchanged(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from salesflow import stages
+from salesflow.options import Recheck
 from salesflow.warehouse.base import SCHEMA_VERSION, Warehouse
 from tests.warehouse.batches import staged
 
@@ -29,7 +30,8 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def plan_again(warehouse: Warehouse, source: Path, verify: bool = False) -> stages.BatchManifest:
-    return stages.plan(source, source.name, warehouse.source_index(), False, None, verify)
+    recheck = Recheck.HASH if verify else Recheck.STAT
+    return stages.plan(source, source.name, warehouse.source_index(), None, recheck)
 
 
 def test_an_unchanged_file_is_skipped_without_reading_it(

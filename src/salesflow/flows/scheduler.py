@@ -249,10 +249,8 @@ class _Scheduler:
             fresh = run.options.refresh_cache
             step = _Step(Stage.PLAN, position, source, datetime.now(UTC), fresh=fresh)
             batch_id = run.batch_ids[source]
-            force, verify = run.options.force, run.options.verify
-            self._submit_home(
-                step, self.plan, source, batch_id, self.loaded, force, run.profile, verify
-            )
+            recheck = run.options.recheck
+            self._submit_home(step, self.plan, source, batch_id, self.loaded, run.profile, recheck)
 
     def _commit_next(self) -> None:
         while self.next_commit in self.finished:

@@ -29,7 +29,7 @@ from salesflow.flows.artifacts import publish_anomalies
 from salesflow.flows.caching import stage_key, transform_key, validate_key
 from salesflow.flows.concurrency import ensure_limit, warehouse_slot
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, staging_name
-from salesflow.options import ReadAs
+from salesflow.options import ReadAs, Recheck
 from salesflow.rules import ValidationRules
 from salesflow.run_summary import RunSummary
 from salesflow.transform import TicketBands
@@ -128,14 +128,13 @@ def plan_batch(
     source: Path,
     batch_id: str,
     loaded: SourceIndex | None,
-    force: bool,
     profile: ReadAs | None,
-    verify: bool = False,
+    recheck: Recheck,
 ) -> BatchManifest:
     """Fingerprint one landing file; skip it when the warehouse holds it unchanged, or holds
     its content as another batch (`loaded`, from read-fingerprints). An unchanged size and
-    mtime skip it without hashing, unless `verify`."""
-    manifest = stages.plan(source, batch_id, loaded, force, profile, verify)
+    mtime skip it without hashing, unless `recheck` says otherwise (see stages.plan)."""
+    manifest = stages.plan(source, batch_id, loaded, profile, recheck)
     if manifest.duplicate_of is not None:
         get_run_logger().warning(
             "batch=%s stage=plan status=skipped same_content_as=%s sha256=%s",

@@ -11,7 +11,6 @@ placeholders and bulk transfer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,13 @@ import polars as pl
 
 import salesflow.warehouse.load_sql as q
 from salesflow.contract import SOURCE_ROW, Reason
-from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, skipped_outcome
+from salesflow.manifest import (
+    BatchManifest,
+    BatchOutcome,
+    BatchStatus,
+    outcome_of,
+    skipped_outcome,
+)
 from salesflow.warehouse.base import (
     CONTENT_LOADED_ELSEWHERE_SQL,
     TABLE_KEYS,
@@ -141,21 +146,15 @@ class SqlWarehouse(SqlRecords, SqlQueries):
                 ]
             policy.check_reject_share(manifest, rejected, reason_counts, duplicates_of)
             self._refresh_daily_sales(con, old_dates + self._dates_of(con, batch_id))
-            outcome = BatchOutcome(
-                batch_id=batch_id,
-                source=manifest.source,
-                sha256=manifest.sha256,
-                source_size=manifest.source_size,
-                source_mtime_ns=manifest.source_mtime_ns,
-                status=BatchStatus.LOADED,
+            outcome = outcome_of(
+                manifest,
+                BatchStatus.LOADED,
+                flow_run_id,
                 rows_in=manifest.rows_in,
                 rows_loaded=loaded,
                 rows_rejected=rejected,
                 amount_loaded=amount,
                 reason_counts=reason_counts,
-                started_at=manifest.started_at,
-                finished_at=datetime.now(UTC),
-                flow_run_id=flow_run_id,
             )
             self._run(con, "DELETE FROM batches WHERE batch_id = ?", [batch_id])
             self._run(con, q.INSERT_BATCH_SQL, q.batch_params(outcome))

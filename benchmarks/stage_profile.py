@@ -1,7 +1,7 @@
 """Where salesflow's time goes: the stage functions of salesflow.stages timed in-process.
 
-The same plan, stage, validate, transform and load the flow runs, without Prefect, one file after
-another into a fresh warehouse. The flow's wall time minus their sum is what orchestration
+The same plan, stage, validate (which transforms too) and load the flow runs, without Prefect,
+one file after another into a fresh warehouse. The flow's wall time minus their sum is what orchestration
 (Prefect, the ephemeral API, process start) costs. Run as a child process:
 `python -m benchmarks.stage_profile WORK_DIR FILE...`; prints one JSON object.
 """
@@ -21,7 +21,7 @@ from salesflow.rules import ValidationRules
 from salesflow.transform import TicketBands
 from salesflow.warehouse import DuckDBWarehouse
 
-STAGES = ("plan", "stage", "validate", "transform", "load")
+STAGES = ("plan", "stage", "validate", "load")  # validate also transforms, in one SQL pass
 
 
 @contextmanager
@@ -47,9 +47,7 @@ def profile_stages(work_dir: Path, sources: list[Path]) -> dict[str, float]:
         with timed(seconds, "stage"):
             manifest = stages.stage(manifest, staging)
         with timed(seconds, "validate"):
-            manifest = stages.validate(manifest, rules)
-        with timed(seconds, "transform"):
-            manifest = stages.transform(manifest, bands)
+            manifest = stages.validate(manifest, rules, bands)
         with timed(seconds, "load"):
             stages.load(manifest, warehouse, None)
     return seconds

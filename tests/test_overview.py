@@ -27,7 +27,7 @@ def test_overview_sums_revenue_by_region_largest_first_and_counts_rejections(
     warehouse = DuckDBWarehouse(tmp_path / "wh.duckdb")
     warehouse.ensure_schema()
     manifest = stages.extract(source, tmp_path / "staging", None, force=True)
-    manifest = stages.transform(stages.validate(manifest, ValidationRules()), TicketBands())
+    manifest = stages.validate(manifest, ValidationRules(), TicketBands())
     warehouse.load_batch(manifest, "test-run")
 
     overview = warehouse_overview(warehouse)

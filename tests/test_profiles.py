@@ -16,7 +16,7 @@ from salesflow import stages
 from salesflow.cli import app
 from salesflow.config import load_settings
 from salesflow.errors import AmbiguousColumnError, MissingColumnError, UsageError
-from salesflow.flows.caching import stage_key, transform_key, validate_key
+from salesflow.flows.caching import stage_key, validate_key
 from salesflow.manifest import BatchManifest
 from salesflow.profiles import BUILT_IN_PROFILES, apply_profile, resolve_profile
 from salesflow.rules import ValidationRules
@@ -165,7 +165,7 @@ def test_a_profile_from_salesflow_toml_reads_its_file_with_its_rules(tmp_path: P
     assert (checked.rows_in, checked.rows_valid, checked.rows_rejected) == (2, 1, 1)
     assert checked.reason_counts == {"zero_quantity": 1}
     # 10:00 UTC is noon in Madrid (summer time): the profile's time zone is in force.
-    valid = pl.read_parquet(checked.valid_path)
+    valid = pl.read_parquet(checked.sales_path)
     assert valid["order_ts"].to_list() == [datetime(2024, 4, 1, 12, 0)]
 
 
@@ -230,8 +230,7 @@ def test_a_file_read_with_and_without_a_profile_never_shares_a_cache_key() -> No
 
     for key_of in (
         lambda m: stage_key(context, {"manifest": m}),
-        lambda m: validate_key(context, {"manifest": m, "rules": rules}),
-        lambda m: transform_key(context, {"manifest": m, "bands": None}),
+        lambda m: validate_key(context, {"manifest": m, "rules": rules, "bands": None}),
     ):
         keys = {key_of(m) for m in (plain, retail, renamed_column, other_name)}
         assert len(keys) == 4
@@ -253,7 +252,7 @@ def test_extract_with_a_profile_stages_the_map_and_validate_applies_the_contract
     assert set(staged.column_map.values()) == set(ONLINE_RETAIL_HEADER)
     assert (checked.rows_valid, checked.rows_rejected) == (2, 1)
     assert checked.reason_counts == {"negative_price": 1}
-    valid = pl.read_parquet(checked.valid_path)
+    valid = pl.read_parquet(checked.sales_path)
     assert valid["order_id"].to_list() == ["536365", "C536379"]
     assert valid["quantity"].to_list() == [6, -1]
 

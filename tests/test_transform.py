@@ -1,4 +1,8 @@
-"""Tests of the transform: exact totals, ticket sizes, calendar columns and the contract check."""
+"""Tests of the transform: exact totals, ticket sizes, calendar columns and the contract check.
+
+The transform runs in validation's SQL pass; `transform_batch` here feeds it rows that are valid,
+written out as the text a landing file would hold, and takes the `sales` rows it makes.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from salesflow.config import Settings
-from salesflow.contract import MONEY, SALES_COLUMNS
-from salesflow.transform import ContractViolation, TicketBands, check_contract, transform_batch
-from salesflow.validate import VALID_COLUMNS
+from salesflow.contract import CANONICAL_COLUMNS, MONEY, SALES_COLUMNS, SOURCE_ROW
+from salesflow.transform import ContractViolation, TicketBands, check_contract
+from salesflow.validate import VALID_COLUMNS, validate_batch
 
 BATCH = "sales_2024-01-05.csv"
 VALID_SCHEMA = {
@@ -68,6 +72,19 @@ def valid_frame(*rows: tuple[int, str] | tuple[int, str, dt.datetime]) -> pl.Dat
             }
         )
     return pl.DataFrame(records, schema=VALID_SCHEMA)
+
+
+def transform_batch(
+    valid: pl.DataFrame, batch_id: str, bands: TicketBands | None = None
+) -> pl.DataFrame:
+    """The `sales` rows validation makes of `valid` rows, each written as text."""
+    raw = valid.select(
+        pl.col("source_row").alias(SOURCE_ROW),
+        *(pl.col(column).cast(pl.String) for column in CANONICAL_COLUMNS),
+    ).with_columns(pl.col("order_ts").str.replace(" ", "T"))
+    result = validate_batch(raw, {c: c for c in CANONICAL_COLUMNS}, batch_id, bands=bands)
+    assert result.rejected.height == 0, result.rejected["reasons"].to_list()
+    return check_contract(result.sales)
 
 
 def test_sales_rows_have_the_contract_columns_in_order_and_exact_values() -> None:
@@ -244,6 +261,11 @@ def test_check_contract_raises_contract_violation_on_a_broken_batch(breakage, ch
         check_contract(change(good_sales()))
 
 
-def test_transform_refuses_rows_that_validation_should_have_rejected() -> None:
-    with pytest.raises(ContractViolation):
-        transform_batch(valid_frame((0, "10")), BATCH)
+def test_rows_validation_rejects_never_become_sales_rows() -> None:
+    raw = valid_frame((0, "10"), (1, "10")).select(
+        pl.col("source_row").alias(SOURCE_ROW),
+        *(pl.col(column).cast(pl.String) for column in CANONICAL_COLUMNS),
+    )
+    result = validate_batch(raw, {c: c for c in CANONICAL_COLUMNS}, BATCH)
+    assert result.sales["source_row"].to_list() == [2]
+    assert result.rejected["reasons"].to_list() == [["zero_quantity"]]

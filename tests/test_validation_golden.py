@@ -30,7 +30,7 @@ from salesflow.contract import SOURCE_ROW
 from salesflow.profiles import apply_profile, resolve_profile
 from salesflow.rules import ValidationRules
 from salesflow.sources.generator import generate_sales
-from salesflow.transform import TicketBands, transform_batch
+from salesflow.transform import TicketBands
 from salesflow.validate import ValidationResult, validate_batch
 from tests.conftest import REPO
 
@@ -254,8 +254,8 @@ def digest_of(make: Callable[[Path], Batch], scratch: Path) -> dict[str, object]
         raise
     except Exception:  # a file that fails as a whole batch has no rows to validate
         return None
-    result = validate_batch(raw, column_map, batch_id, rules)
-    return split_digest(result, transform_batch(result.valid, batch_id, TicketBands()))
+    result = validate_batch(raw, column_map, batch_id, rules, TicketBands())
+    return split_digest(result, result.sales)
 
 
 def recorded() -> dict[str, dict[str, object] | None]:

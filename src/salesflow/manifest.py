@@ -83,7 +83,6 @@ class BatchManifest(BaseModel):
 
     # The batch's staged files, one per stage it has passed.
     raw_path: ClassVar[StagedFile] = StagedFile("raw.parquet")
-    valid_path: ClassVar[StagedFile] = StagedFile("valid.parquet")
     rejected_path: ClassVar[StagedFile] = StagedFile("rejected.parquet")
     sales_path: ClassVar[StagedFile] = StagedFile("sales.parquet")
 

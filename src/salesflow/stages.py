@@ -1,7 +1,9 @@
-"""The four stages of a batch as plain functions over manifests: no Prefect in here.
+"""The stages of a batch as plain functions over manifests: no Prefect in here.
 
-Each stage reads the previous stage's staged Parquet, does its work in Polars, writes its own, and
-returns a new manifest; the Prefect tasks in `flows/` only add orchestration around them.
+plan (fingerprint), stage (the file as text-typed Parquet), validate (checks and transform in one
+DuckDB pass: `sales` and quarantined rows) and load. Each reads the previous stage's staged
+Parquet, writes its own and returns a new manifest; the Prefect tasks in `flows/` only add
+orchestration around them.
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ from salesflow.sources.files import (
     stage_source,
 )
 from salesflow.text import printable
-from salesflow.transform import TicketBands, transform_batch
+from salesflow.transform import TicketBands, check_contract
 from salesflow.validate import count_odd_but_valid, count_reasons, validate_batch
 from salesflow.warehouse.base import LoadPolicy, SourceIndex, Warehouse
 
 # Declared version of the stage code: part of every cache key, so a change to how batches are
 # read, validated or transformed never reuses results of the old code. Bump it with such changes.
-CODE_VERSION = "5"  # 5: validation in DuckDB SQL (same results, new code)
+CODE_VERSION = "6"  # 6: validation and transform in one DuckDB SQL pass
 
 
 def plan(
@@ -213,37 +215,33 @@ def _fingerprint(source: Path) -> str:
         raise TransientError(f"{source}: {error.strerror or error}") from error
 
 
-def validate(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
-    """Split the staged batch into valid rows and quarantined rows with reasons."""
+def validate(
+    manifest: BatchManifest, rules: ValidationRules, bands: TicketBands | None = None
+) -> BatchManifest:
+    """Split the staged batch into `sales` rows (validated and transformed in one DuckDB pass,
+    then checked against the contract) and quarantined rows with reasons; total the money for
+    reconciliation."""
     if manifest.skipped:
         return manifest
     with _read_staged(manifest, manifest.raw_path) as raw:
-        result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules)
-        write_staged(result.valid, manifest.valid_path)
+        result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules, bands)
+        sales = check_contract(result.sales)
+        write_staged(sales, manifest.sales_path)
         write_staged(result.rejected, manifest.rejected_path)
+    amount = sales.select(pl.col("total").sum()).item() if sales.height else 0
     return manifest.model_copy(
         update={
-            "rows_valid": result.valid.height,
+            "rows_valid": sales.height,
             "rows_rejected": result.rejected.height,
             "reason_counts": count_reasons(result.rejected),
-            "odd_counts": count_odd_but_valid(result.valid),
+            "odd_counts": count_odd_but_valid(sales),
+            "amount": amount or 0,
         }
     )
 
 
-def transform(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
-    """Enrich the valid rows into `sales` rows and total their money for reconciliation."""
-    if manifest.skipped:
-        return manifest
-    with _read_staged(manifest, manifest.valid_path) as valid:
-        sales = transform_batch(valid, manifest.batch_id, bands)
-        write_staged(sales, manifest.sales_path)
-    amount = sales.select(pl.col("total").sum()).item() if sales.height else 0
-    return manifest.model_copy(update={"amount": amount or 0})
-
-
 def split_by_region(manifest: BatchManifest) -> list[BatchManifest]:
-    """Cut a staged batch into one part per region, to validate and transform side by side.
+    """Cut a staged batch into one part per region, to validate side by side.
 
     Exact copies of a record share its region text, so the within-batch duplicate check gives
     the same answer per part as over the whole batch; parts keep their source rows. Regions
@@ -275,7 +273,7 @@ _PART_KEY = "__part"
 
 
 def merge_parts(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchManifest:
-    """Put the transformed parts of a split batch back together, in source row order, as the
+    """Put the validated parts of a split batch back together, in source row order, as the
     files and counts of the whole batch: the load cannot tell it was split."""
     if len(parts) == 1 and parts[0].part is None:
         return parts[0]
@@ -297,7 +295,7 @@ def merge_parts(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchMan
 
 
 # The staged files merge_parts puts together, each read off a manifest.
-_MERGED_FILES = (attrgetter("valid_path"), attrgetter("rejected_path"), attrgetter("sales_path"))
+_MERGED_FILES = (attrgetter("rejected_path"), attrgetter("sales_path"))
 
 
 def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -361,12 +359,10 @@ def check_source(
     with tempfile.TemporaryDirectory(prefix="salesflow-check-") as scratch:
         staged = extract(source, Path(scratch), None, False, profile, profile_columns, batch_id)
         checked = validate(staged, rules)
-        # Transforming only serves the duplicate check: skip it when there is no warehouse.
         holds_data = warehouse is not None and warehouse.holds_data()
         if not holds_data or checked.rows_valid == 0:
             return checked
         assert warehouse is not None
-        checked = transform(checked, TicketBands())
         repeated = warehouse.loaded_duplicates(checked)
     if not repeated:
         return checked

@@ -1,7 +1,9 @@
-"""Transform: a validated batch becomes rows of the `sales` table.
+"""The transform's settings and its safety net: ticket bands, and the contract check.
 
-Pure and vectorised. Money stays exact (DECIMAL(18,4)); the result is checked against the
-contract's Pandera model so a transform bug can never reach the warehouse.
+The transform itself (total, ticket size, calendar columns) is SQL, run in the same DuckDB pass
+as validation (`validate_sql.sales_sql`); money stays exact (DECIMAL(18,4)). Every batch's `sales`
+rows are checked against the contract's Pandera model, so a transform bug never reaches the
+warehouse.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pandera.errors
 import polars as pl
 
 from salesflow.config import Settings
-from salesflow.contract import MONEY, SALES_COLUMNS, SalesRecord
+from salesflow.contract import SalesRecord
 
 
 @dataclass(frozen=True)
@@ -31,41 +33,6 @@ class TicketBands:
 
 class ContractViolation(Exception):
     """The transform produced rows that break the contract: a bug, never the user's data."""
-
-
-def ticket_size(total: pl.Expr, bands: TicketBands) -> pl.Expr:
-    """`return` for a negative total, else the first band whose upper bound holds the total."""
-    return (
-        pl.when(total < 0)
-        .then(pl.lit("return"))
-        .when(total <= bands.low_max)
-        .then(pl.lit("low"))
-        .when(total <= bands.medium_max)
-        .then(pl.lit("medium"))
-        .when(total <= bands.high_max)
-        .then(pl.lit("high"))
-        .otherwise(pl.lit("very_high"))
-    )
-
-
-def transform_batch(
-    valid: pl.DataFrame, batch_id: str, bands: TicketBands | None = None
-) -> pl.DataFrame:
-    """Enrich validated rows with total, ticket size and calendar columns, in `sales` order."""
-    bands = bands or TicketBands()
-    total = (pl.col("quantity") * pl.col("unit_price")).cast(MONEY)
-    sales = (
-        valid.with_columns(total.alias("total"))
-        .with_columns(
-            ticket_size(pl.col("total"), bands).alias("ticket_size"),
-            pl.col("order_ts").dt.date().alias("order_date"),
-            pl.col("order_ts").dt.strftime("%Y-%m").alias("month"),
-            pl.col("order_ts").dt.strftime("%A").alias("weekday"),
-            pl.lit(batch_id).alias("batch_id"),
-        )
-        .select(SALES_COLUMNS)
-    )
-    return check_contract(sales)
 
 
 def check_contract(sales: pl.DataFrame) -> pl.DataFrame:

@@ -26,12 +26,14 @@ from salesflow.contract import (
     SOURCE_ROW,
 )
 from salesflow.rules import ValidationRules
+from salesflow.transform import TicketBands
 from salesflow.validate_sql import (
     OTHER_TIMESTAMPS,
     RawLayout,
     checked_table_sql,
     checks,
     parameters,
+    sales_sql,
 )
 from salesflow.value_parsing import parse_order_ts
 
@@ -41,10 +43,16 @@ REJECTED_COLUMNS: Final = ("source_row", "reasons", "raw")
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """One batch, split. `valid` has VALID_COLUMNS typed; `rejected` has REJECTED_COLUMNS."""
+    """One batch, split: its valid rows as `sales` rows (SALES_COLUMNS, transformed), the
+    rejected ones with REJECTED_COLUMNS."""
 
-    valid: pl.DataFrame
+    sales: pl.DataFrame
     rejected: pl.DataFrame
+
+    @property
+    def valid(self) -> pl.DataFrame:
+        """The valid rows as validated (VALID_COLUMNS), before the transform's columns."""
+        return self.sales.select(VALID_COLUMNS)
 
     def reason_counts(self) -> dict[str, int]:
         """How many rejected rows carry each reason code (a row may carry several)."""
@@ -72,8 +80,10 @@ def validate_batch(
     column_map: Mapping[str, str],
     batch_id: str,
     rules: ValidationRules | None = None,
+    bands: TicketBands | None = None,
 ) -> ValidationResult:
-    """Check every row of a text-typed batch against the contract.
+    """Check every row of a text-typed batch against the contract, and transform the valid
+    ones into `sales` rows (ticket sizes by `bands`).
 
     `raw` is a staged batch: the file's own columns as text plus SOURCE_ROW (and FIELD_COUNT,
     RECORD_TEXT where the reader set them). `column_map` maps canonical names to the file's (see
@@ -90,7 +100,7 @@ def validate_batch(
     )
     with duckdb.connect() as con:
         con.register("raw_batch", positional.to_arrow())
-        return classify(con, RawLayout("raw_batch", header), column_map, batch_id, rules)
+        return classify(con, RawLayout("raw_batch", header), column_map, batch_id, rules, bands)
 
 
 def _internal(raw: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr:
@@ -103,9 +113,10 @@ def classify(
     column_map: Mapping[str, str],
     batch_id: str,
     rules: ValidationRules | None = None,
+    bands: TicketBands | None = None,
 ) -> ValidationResult:
-    """Split the batch relation `raw` on `con`: valid rows typed, rejected ones with their
-    reasons (in contract order) and their record as read, JSON-encoded."""
+    """Split the batch relation `raw` on `con`: valid rows as `sales` rows, rejected ones with
+    their reasons (in contract order) and their record as read, JSON-encoded."""
     rules = rules or ValidationRules()
     has_text = f"SELECT bool_or(record_text IS NOT NULL) FROM {raw.relation}"
     malformed = bool(con.execute(has_text).fetchall()[0][0])
@@ -126,14 +137,8 @@ def classify(
     con.execute(statement, parameters(statement, batch_id))
     flags = [f"f{index}" for index in range(len(applied))]
     rejected_when = " OR ".join(flags)
-    valid = con.sql(
-        f"""
-        SELECT c_order_id AS order_id, order_ts, c_customer_id AS customer_id, c_sku AS sku,
-               c_product AS product, c_category AS category, quantity, unit_price,
-               c_region AS region, source_row
-        FROM checked WHERE NOT ({rejected_when}) ORDER BY source_row
-        """
-    ).pl()
+    sales_query = sales_sql(rejected_when, bands or TicketBands())
+    sales = con.sql(sales_query, params=parameters(sales_query, batch_id)).pl()
     reasons = ", ".join(
         f"CASE WHEN {flag} THEN '{code}' END"
         for flag, (_, code) in zip(flags, applied, strict=True)
@@ -158,7 +163,7 @@ def classify(
             _raw_json(malformed).alias("raw"),
         )
     )
-    return ValidationResult(valid=valid, rejected=rejected)
+    return ValidationResult(sales=sales, rejected=rejected)
 
 
 def _as_read(input_columns: Sequence[str]) -> pl.Expr:

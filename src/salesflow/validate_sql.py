@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final
 
 from salesflow.contract import CANONICAL_COLUMNS, Reason
 from salesflow.rules import ValidationRules
+from salesflow.transform import TicketBands
 from salesflow.value_parsing import (
     COMMON_TIMESTAMP_PATTERN,
     PRICE_PATTERN,
@@ -59,7 +61,7 @@ class RawLayout:
 
 def parameters(statement: str, batch_id: str) -> dict[str, object]:
     """The named parameters `statement` uses (DuckDB refuses unused ones)."""
-    values = PATTERNS | {"batch_prefix": f"{batch_id}#"}
+    values = PATTERNS | {"batch_prefix": f"{batch_id}#", "batch_id": batch_id}
     return {name: value for name, value in values.items() if f"${name}" in statement}
 
 
@@ -175,7 +177,7 @@ def checks(rules: ValidationRules, header_fields: int, malformed: bool) -> list[
             Reason.QUANTITY_OUT_OF_RANGE,
         ),
         (
-            f"unit_price > CAST('{rules.max_unit_price:f}' AS DECIMAL(38, 4)) OR price_huge",
+            f"unit_price > {_money(rules.max_unit_price)} OR price_huge",
             Reason.PRICE_OUT_OF_RANGE,
         ),
         (
@@ -198,6 +200,37 @@ def checks(rules: ValidationRules, header_fields: int, malformed: bool) -> list[
         ]
         checks.insert(1, ("record_text IS NOT NULL", Reason.MALFORMED_RECORD))
     return checks
+
+
+def sales_sql(rejected_when: str, bands: TicketBands) -> str:
+    """The `sales` rows of the valid rows of `checked`, in source order: the transform (total,
+    ticket size, calendar columns, batch id) in SQL. Parameter: $batch_id."""
+    low, medium, high = (
+        _money(bound) for bound in (bands.low_max, bands.medium_max, bands.high_max)
+    )
+    return f"""
+        SELECT order_id, order_ts, order_date, customer_id, sku, product, category, quantity,
+               unit_price, total,
+               CASE WHEN total < 0 THEN 'return' WHEN total <= {low} THEN 'low'
+                    WHEN total <= {medium} THEN 'medium' WHEN total <= {high} THEN 'high'
+                    ELSE 'very_high' END AS ticket_size,
+               strftime(order_ts, '%Y-%m') AS month, strftime(order_ts, '%A') AS weekday,
+               region, $batch_id AS batch_id, source_row
+        FROM (
+            SELECT c_order_id AS order_id, order_ts, CAST(order_ts AS DATE) AS order_date,
+                   c_customer_id AS customer_id, c_sku AS sku, c_product AS product,
+                   c_category AS category, quantity, unit_price,
+                   CAST(quantity * unit_price AS DECIMAL(18, 4)) AS total, c_region AS region,
+                   source_row
+            FROM checked WHERE NOT ({rejected_when})
+        ) AS valid
+        ORDER BY source_row
+    """
+
+
+def _money(value: Decimal) -> str:
+    """A configured amount as an exact SQL literal (settings are values, written as such)."""
+    return f"CAST('{Decimal(value):f}' AS DECIMAL(38, 4))"
 
 
 def _unknown_region(rules: ValidationRules) -> str:

@@ -101,7 +101,7 @@ def test_a_glob_like_file_name_loads_its_own_rows_beside_the_files_it_would_matc
     # The matches staged first, so a glob of the name's staging folder would find theirs.
     for source in [*(landing / match for match in matches), landing / name]:
         manifest = stages.extract(source, staging)
-        manifest = stages.transform(stages.validate(manifest, ValidationRules()), TicketBands())
+        manifest = stages.validate(manifest, ValidationRules(), TicketBands())
         outcome = warehouse.load_batch(manifest, None, LoadPolicy())
         assert outcome.status == BatchStatus.LOADED, outcome.error
 

@@ -39,16 +39,9 @@ def stage_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None
 
 def validate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
     manifest: BatchManifest = parameters["manifest"]
-    return None if manifest.skipped else _key("validate", manifest, parameters["rules"])
-
-
-def transform_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    manifest: BatchManifest = parameters["manifest"]
     if manifest.skipped:
         return None
-    return _key(
-        "transform", manifest, manifest.rows_valid, manifest.rows_rejected, parameters["bands"]
-    )
+    return _key("validate", manifest, parameters["rules"], parameters["bands"])
 
 
 def result_storage(settings: Settings) -> Path | WritableFileSystem:

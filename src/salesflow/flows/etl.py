@@ -1,5 +1,5 @@
-"""The `salesflow-etl` flow: every landing file becomes a batch that runs extract -> validate ->
-transform -> load, batches side by side, commits one at a time.
+"""The `salesflow-etl` flow: every landing file becomes a batch that runs extract -> validate (and
+transform, in one pass) -> load, batches side by side, commits one at a time.
 
 The flow resolves what the run needs once (settings under the profile, the warehouse, the files
 and their batch ids), hands the batches to the scheduler (flows/scheduler.py), then publishes

@@ -47,7 +47,6 @@ from salesflow.flows.tasks import (
     record_failure,
     retry_options,
     split_batch,
-    transform_batch,
     validate_batch,
 )
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, staging_name
@@ -63,13 +62,12 @@ _REDO_FRESH = (StaleStagingError, EOFError, pickle.UnpicklingError)
 
 
 class Stage(StrEnum):
-    """The task a batch waits on; a batch split by region validates and transforms per part."""
+    """The task a batch waits on; a batch split by region is validated per part."""
 
     PLAN = "plan"
     EXTRACT = "extract"
     SPLIT = "split"
     VALIDATE = "validate"
-    TRANSFORM = "transform"
     MERGE = "merge"
     LOAD = "load"
     RECORD = "record"  # recording the batch's failure in `batches`
@@ -111,7 +109,6 @@ class _StageTasks(NamedTuple):
 
     extract: Task[..., BatchManifest]
     validate: Task[..., BatchManifest]
-    transform: Task[..., BatchManifest]
 
 
 def run_batches(
@@ -150,7 +147,6 @@ class _Scheduler:
             fresh: _StageTasks(
                 extract_batch.with_options(**retry, **cached, refresh_cache=fresh),
                 validate_batch.with_options(**cached, refresh_cache=fresh),
-                transform_batch.with_options(**cached, refresh_cache=fresh),
             )
             for fresh in (False, True)
         }
@@ -176,7 +172,7 @@ class _Scheduler:
 
         self.waiting = deque(enumerate(files))
         self.in_flight: dict[PrefectFuture[Any], _Step] = {}
-        self.ready: dict[int, tuple[_Step, BatchManifest]] = {}  # transformed, awaiting turn
+        self.ready: dict[int, tuple[_Step, BatchManifest]] = {}  # validated, awaiting turn
         self.finished: set[int] = set()
         self.attempt: dict[int, int] = {}  # the batch's current attempt; older tasks are stale
         self.split: dict[int, tuple[BatchManifest, list[BatchManifest | None]]] = {}  # parts
@@ -190,7 +186,6 @@ class _Scheduler:
             Stage.EXTRACT: self._extracted,
             Stage.SPLIT: self._split,
             Stage.VALIDATE: self._validated,
-            Stage.TRANSFORM: self._transformed,
             Stage.MERGE: self._merged,
             Stage.LOAD: self._finish,
             Stage.RECORD: self._finish,
@@ -270,7 +265,7 @@ class _Scheduler:
 
     def _submit_validate(self, step: _Step, manifest: BatchManifest) -> None:
         validate = self.stages_of[step.fresh].validate
-        self._submit(step.next(Stage.VALIDATE), validate, manifest, self.rules)
+        self._submit(step.next(Stage.VALIDATE), validate, manifest, self.rules, self.bands)
 
     # --- transitions, one per stage that finished ----------------------------------------
 
@@ -299,15 +294,11 @@ class _Scheduler:
             self._submit_validate(step._replace(part=number), part)
 
     def _validated(self, step: _Step, checked: BatchManifest) -> None:
-        transform = self.stages_of[step.fresh].transform
-        self._submit(step.next(Stage.TRANSFORM), transform, checked, self.bands)
-
-    def _transformed(self, step: _Step, enriched: BatchManifest) -> None:
         if step.part is None:
-            self.ready[step.position] = (step, enriched)
+            self.ready[step.position] = (step, checked)
             return
         whole, parts_done = self.split[step.position]
-        parts_done[step.part] = enriched
+        parts_done[step.part] = checked
         if all(part is not None for part in parts_done):
             del self.split[step.position]
             parts = [part for part in parts_done if part is not None]

@@ -26,7 +26,7 @@ from salesflow.config import Settings
 from salesflow.errors import SalesflowError, StaleStagingError, TransientError
 from salesflow.faults import Place, named_faults
 from salesflow.flows.artifacts import publish_anomalies
-from salesflow.flows.caching import stage_key, transform_key, validate_key
+from salesflow.flows.caching import stage_key, validate_key
 from salesflow.flows.concurrency import ensure_limit, warehouse_slot
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, staging_name
 from salesflow.options import ReadAs, Recheck
@@ -162,14 +162,21 @@ def extract_batch(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
 
 
 @task(name="validate", retries=0, cache_key_fn=validate_key, **CACHED_OPTIONS)
-def validate_batch(manifest: BatchManifest, rules: ValidationRules) -> BatchManifest:
-    """Validate one staged batch; validation problems are data, never retried."""
+def validate_batch(
+    manifest: BatchManifest, rules: ValidationRules, bands: TicketBands
+) -> BatchManifest:
+    """Validate one staged batch and transform its valid rows into `sales` rows; validation
+    problems are data, never retried."""
     with _staging_faults(manifest):
-        checked = stages.validate(manifest, rules)
+        checked = stages.validate(manifest, rules, bands)
     if checked.skipped:
         return checked
     log_stage(
-        checked, "validate", rows_valid=checked.rows_valid, rows_rejected=checked.rows_rejected
+        checked,
+        "validate",
+        rows_valid=checked.rows_valid,
+        rows_rejected=checked.rows_rejected,
+        amount=checked.amount,
     )
     logger = get_run_logger()
     if checked.rows_rejected:
@@ -179,16 +186,6 @@ def validate_batch(manifest: BatchManifest, rules: ValidationRules) -> BatchMani
         zero_price = checked.odd_counts["zero_price"]
         logger.warning("batch=%s odd_but_valid zero_price=%d", checked.batch_id, zero_price)
     return checked
-
-
-@task(name="transform", retries=0, cache_key_fn=transform_key, **CACHED_OPTIONS)
-def transform_batch(manifest: BatchManifest, bands: TicketBands) -> BatchManifest:
-    """Enrich the valid rows of one batch into `sales` rows."""
-    with _staging_faults(manifest):
-        enriched = stages.transform(manifest, bands)
-    if not enriched.skipped:
-        log_stage(enriched, "transform", rows=enriched.rows_valid, amount=enriched.amount)
-    return enriched
 
 
 @task(name="split", retries=0, **STAGE_OPTIONS)
@@ -201,7 +198,7 @@ def split_batch(manifest: BatchManifest) -> list[BatchManifest]:
 
 @task(name="merge", retries=0, **STAGE_OPTIONS)
 def merge_batch(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchManifest:
-    """Put the transformed parts of a split batch back together for its one load."""
+    """Put the validated parts of a split batch back together for its one load."""
     merged = stages.merge_parts(manifest, parts)
     log_stage(
         merged,

@@ -83,7 +83,7 @@ def checked_table_sql(
     checks: Sequence[tuple[str, Reason]],
 ) -> str:
     """CREATE the temp table `checked`: per row the canonical text (`c_*`), typed values, and
-    one flag `f<i>` per check."""
+    one flag `f<i>` per check; only what the sales rows and the reasons need is kept."""
     fields = [raw.field(index) for index in range(len(raw.header))]
     position = {name: index for index, name in enumerate(raw.header)}
     trimmed = [f"{_normalised(field)} AS n_{field}" for field in fields]
@@ -141,7 +141,9 @@ def checked_table_sql(
                      THEN {OTHER_TIMESTAMPS}(c_order_ts) ELSE common_ts END AS order_ts
             FROM shaped
         )
-        SELECT *, {flags} FROM typed
+        SELECT source_row, c_order_id, c_customer_id, c_sku, c_product, c_category, c_region,
+               order_ts, quantity, unit_price, {flags}
+        FROM typed
     """
 
 

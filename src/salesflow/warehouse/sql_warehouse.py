@@ -19,6 +19,7 @@ import polars as pl
 
 import salesflow.warehouse.load_sql as q
 from salesflow.contract import SOURCE_ROW, Reason
+from salesflow.faults import Place, named_faults
 from salesflow.manifest import (
     BatchManifest,
     BatchOutcome,
@@ -236,10 +237,13 @@ class SqlWarehouse(SqlRecords, SqlQueries):
 
     def _save_previous_version(self, con: Any, batch_id: str, undo_dir: Path) -> None:
         """Copy what the warehouse holds for the batch, inside the load's transaction, so a
-        failure after the commit can put it back (see restore_previous_version)."""
-        undo_dir.mkdir(parents=True, exist_ok=True)
-        for table in q.UNDO_TABLES:
-            self.dialect.save_rows(con, table, batch_id, undo_dir)
+        failure after the commit can put it back (see restore_previous_version). The copy is
+        written to the staging disk, so a full or read-only one is named as such, not as the
+        warehouse's."""
+        with named_faults(Place.STAGING, str(undo_dir), batch_id):
+            undo_dir.mkdir(parents=True, exist_ok=True)
+            for table in q.UNDO_TABLES:
+                self.dialect.save_rows(con, table, batch_id, undo_dir)
 
     def restore_previous_version(self, replaced: BatchOutcome, undo_dir: Path) -> bool:
         """Put back the batch as it was before the load that produced `replaced`, in one

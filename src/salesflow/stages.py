@@ -8,12 +8,9 @@ orchestration around them.
 
 from __future__ import annotations
 
-import os
 import tempfile
-import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import attrgetter
@@ -26,7 +23,6 @@ from salesflow.errors import (
     BatchError,
     ReconciliationError,
     SalesflowError,
-    StaleStagingError,
     TransientError,
     UnreadableSourceError,
 )
@@ -47,6 +43,7 @@ from salesflow.sources.files import (
     source_path,
     stage_source,
 )
+from salesflow.staged_files import read_staged, require_staged, staged_files_of, write_staged
 from salesflow.text import printable
 from salesflow.transform import TicketBands, check_contract
 from salesflow.validate import count_odd_but_valid, count_reasons, validate_batch
@@ -144,56 +141,6 @@ def extract(
     return stage(planned, staging_root)
 
 
-def require_staged(manifest: BatchManifest, *paths: Path) -> None:
-    """A cached manifest may name staged files that were cleaned up since: say so plainly."""
-    missing = [path for path in paths if not path.exists()]
-    if missing:
-        raise StaleStagingError(
-            f"{manifest.source}: staged files are gone ({missing[0].name}); redoing the batch"
-        )
-
-
-def write_staged(frame: pl.DataFrame, path: Path) -> None:
-    """Write a staged Parquet file whole or not at all: written beside it, then renamed over it.
-
-    Overlapping runs reuse one cached manifest, so two runs may write the same stage's file
-    (with the same content) while a third reads it; a reader then sees the old file or the new
-    one, never a half-written one.
-    """
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    try:
-        frame.write_parquet(partial, compression="lz4")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-@contextmanager
-def staged_files_of(manifest: BatchManifest, *inputs: Path) -> Iterator[None]:
-    """Reading and writing a batch's staged files, which a cached manifest may share with the
-    run that staged them: if that run cleans its folder up meanwhile, the files are gone, and
-    the batch is redone (StaleStagingError), not failed with whatever the reader said (a
-    FileNotFoundError, DuckDB's "no files found"). Any failure after which one of `inputs`
-    is gone counts as that."""
-    try:
-        yield
-    except Exception as error:
-        if isinstance(error, FileNotFoundError) or any(not path.exists() for path in inputs):
-            raise StaleStagingError(
-                f"{manifest.source}: staged files went away while in use; redoing the batch"
-            ) from error
-        raise
-
-
-@contextmanager
-def _read_staged(manifest: BatchManifest, path: Path) -> Iterator[pl.DataFrame]:
-    """The staged file a stage reads, for a block that writes the stage's own files beside it:
-    gone before or during the block, the batch is redone (see staged_files_of)."""
-    require_staged(manifest, path)
-    with staged_files_of(manifest, path):
-        yield pl.read_parquet(path, glob=False)
-
-
 def _stat(source: Path) -> tuple[int, int]:
     """(size, mtime in ns) of the file; one that cannot be looked at is the batch's problem."""
     try:
@@ -223,7 +170,7 @@ def validate(
     reconciliation."""
     if manifest.skipped:
         return manifest
-    with _read_staged(manifest, manifest.raw_path) as raw:
+    with read_staged(manifest, manifest.raw_path) as raw:
         result = validate_batch(raw, manifest.column_map, manifest.batch_id, rules, bands)
         sales = check_contract(result.sales)
         write_staged(sales, manifest.sales_path)

@@ -1,8 +1,8 @@
 """Where salesflow's time goes: the stage functions of salesflow.stages timed in-process.
 
 The same plan, stage, validate (which transforms too) and load the flow runs, without Prefect,
-one file after another into a fresh warehouse. The flow's wall time minus their sum is what orchestration
-(Prefect, the ephemeral API, process start) costs. Run as a child process:
+one file after another into a fresh warehouse. The flow's wall time minus their sum is what
+orchestration (Prefect, the ephemeral API, process start) costs. Run as a child process:
 `python -m benchmarks.stage_profile WORK_DIR FILE...`; prints one JSON object.
 """
 

@@ -1098,3 +1098,20 @@ def test_sql_timestamps_are_what_parse_timestamp_gives_every_row(
             assert loaded.get(row) == expected, (text, reasons.get(row))
         elif text is not None and text.strip():
             assert str(Reason.BAD_TYPE_ORDER_TS) in reasons[row], text
+
+
+def test_headers_named_like_the_outputs_are_kept_in_raw_as_written() -> None:
+    raw = pl.DataFrame(
+        {
+            SOURCE_ROW: [1, 2],
+            **{column: ["x", "x"] for column in CANONICAL_COLUMNS},
+            "source_row": ["7", "8"],
+            "reasons": ["none", "none"],
+        }
+    ).with_columns(pl.col(SOURCE_ROW).cast(pl.Int64))
+
+    result = validate_batch(raw, IDENTITY, BATCH)
+
+    assert result.rejected["source_row"].to_list() == [1, 2]
+    first = json.loads(result.rejected["raw"][0])
+    assert (first["source_row"], first["reasons"]) == ("7", "none")

@@ -153,9 +153,10 @@ def classify(
         """
     ).pl()
     con.execute("DROP TABLE checked")
-    names = {f"v{index}": name for index, name in enumerate(raw.header)}
+    # The struct takes the file's headers as field names, so a header may be any text, even
+    # `source_row` or `reasons`, without meeting this frame's own columns.
     rejected = (
-        rejected.rename(names | {"record_text": RECORD_TEXT})
+        rejected.rename({"record_text": RECORD_TEXT})
         .with_columns(_as_read(raw.header).alias("_as_read"))
         .select(
             "source_row",
@@ -166,9 +167,9 @@ def classify(
     return ValidationResult(sales=sales, rejected=rejected)
 
 
-def _as_read(input_columns: Sequence[str]) -> pl.Expr:
-    """The record as read, keyed by the file's own headers (JSON-encoded only when rejected)."""
-    return pl.struct([pl.col(name) for name in input_columns])
+def _as_read(header: Sequence[str]) -> pl.Expr:
+    """The record as read (fields `v0..vN`), keyed by the file's own headers."""
+    return pl.struct([pl.col(f"v{index}").alias(name) for index, name in enumerate(header)])
 
 
 def _raw_json(malformed: bool) -> pl.Expr:

@@ -32,6 +32,7 @@ from salesflow.validate_sql import (
     RawLayout,
     checked_table_sql,
     checks,
+    field,
     parameters,
     sales_sql,
 )
@@ -93,7 +94,7 @@ def validate_batch(
     """
     header = tuple(name for name in raw.columns if name not in INTERNAL_COLUMNS)
     positional = raw.select(
-        *(pl.col(name).alias(f"v{index}") for index, name in enumerate(header)),
+        *(pl.col(name).alias(field(index)) for index, name in enumerate(header)),
         pl.col(SOURCE_ROW).cast(pl.Int64).alias("source_row"),
         _internal(raw, FIELD_COUNT, pl.Int32()).alias("field_count"),
         _internal(raw, RECORD_TEXT, pl.String()).alias("record_text"),
@@ -143,7 +144,7 @@ def classify(
         f"CASE WHEN {flag} THEN '{code}' END"
         for flag, (_, code) in zip(flags, applied, strict=True)
     )
-    as_read = [f"r.v{index}" for index in range(len(raw.header))] + ["r.record_text"]
+    as_read = [f"r.{name}" for name in raw.fields()] + ["r.record_text"]
     rejected = con.sql(
         f"""
         SELECT c.source_row, list_filter([{reasons}], lambda code: code IS NOT NULL) AS reasons,
@@ -168,8 +169,8 @@ def classify(
 
 
 def _as_read(header: Sequence[str]) -> pl.Expr:
-    """The record as read (fields `v0..vN`), keyed by the file's own headers."""
-    return pl.struct([pl.col(f"v{index}").alias(name) for index, name in enumerate(header)])
+    """The record as read (the positional fields), keyed by the file's own headers."""
+    return pl.struct([pl.col(field(index)).alias(name) for index, name in enumerate(header)])
 
 
 def _raw_json(malformed: bool) -> pl.Expr:

@@ -55,8 +55,14 @@ class RawLayout:
     relation: str
     header: tuple[str, ...]
 
-    def field(self, index: int) -> str:
-        return f"v{index}"
+    def fields(self) -> list[str]:
+        """The positional names of the file's fields, in header order."""
+        return [field(index) for index in range(len(self.header))]
+
+
+def field(index: int) -> str:
+    """The positional name of the file's `index`-th field in a batch relation."""
+    return f"v{index}"
 
 
 def parameters(statement: str, batch_id: str) -> dict[str, object]:
@@ -84,13 +90,13 @@ def checked_table_sql(
 ) -> str:
     """CREATE the temp table `checked`: per row the canonical text (`c_*`), typed values, and
     one flag `f<i>` per check; only what the sales rows and the reasons need is kept."""
-    fields = [raw.field(index) for index in range(len(raw.header))]
+    fields = raw.fields()
     position = {name: index for index, name in enumerate(raw.header)}
     trimmed = [f"{_normalised(field)} AS n_{field}" for field in fields]
     canonical = []
     for column in CANONICAL_COLUMNS:
         if column in column_map:
-            canonical.append(f"n_v{position[column_map[column]]} AS c_{column}")
+            canonical.append(f"n_{field(position[column_map[column]])} AS c_{column}")
         elif column == "order_id":
             canonical.append("$batch_prefix || CAST(source_row AS VARCHAR) AS c_order_id")
         else:

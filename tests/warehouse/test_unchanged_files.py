@@ -117,3 +117,22 @@ def test_a_schema_2_warehouse_gains_the_columns_and_hashes_its_files_once(
     assert first.skipped and hashed == [day_file]
     stages.load(first, warehouse, "run-2")
     assert plan_again(warehouse, day_file).skipped and hashed == [day_file]
+
+
+def test_a_schema_2_warehouse_is_read_before_its_upgrade_and_its_files_hashed(
+    warehouse: Warehouse, day_file: Path, tmp_path: Path, hashed: list[Path]
+) -> None:
+    """`validate` and the scheduled flow's check read a warehouse without upgrading it."""
+    loaded = warehouse.load_batch(staged(day_file, tmp_path / "stage"), "run-1")
+    with warehouse.dialect.write_transaction() as con:  # type: ignore[attr-defined]
+        for column in ("source_size", "source_mtime_ns"):
+            con.execute(f"ALTER TABLE batches DROP COLUMN {column}")
+        con.execute("UPDATE schema_version SET version = 2")
+    hashed.clear()
+
+    index = warehouse.source_index()
+    again = stages.plan(day_file, day_file.name, index, None)
+
+    assert index.stat_of_batch == {}
+    assert again.skipped and again.sha256 == loaded.sha256
+    assert hashed == [day_file]

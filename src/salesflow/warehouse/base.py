@@ -222,10 +222,13 @@ class SqlQueries:
         """Every batch's id, source and loaded content at once: one read plans a whole run."""
         if not self.holds_data():
             return SourceIndex.empty()
+        # A warehouse not upgraded yet (read by `validate` or the scheduled flow's check, which
+        # never write) has no file stats: its files are hashed, as they were before.
+        stats = "source_size, source_mtime_ns" if self._has_file_stats() else "NULL, NULL"
         rows = self.fetch(
             "SELECT batch_id, source, CASE WHEN rows_in IS NOT NULL AND status IN "
-            "('loaded', 'skipped') THEN sha256 END, coalesce(rows_in, 0), source_size, "
-            "source_mtime_ns FROM batches ORDER BY batch_id"
+            f"('loaded', 'skipped') THEN sha256 END, coalesce(rows_in, 0), {stats} "
+            "FROM batches ORDER BY batch_id"
         )
         index = SourceIndex.empty()
         for batch_id, source, sha256, rows_in, size, mtime_ns in rows:
@@ -240,6 +243,14 @@ class SqlQueries:
 
     def holds_data(self) -> bool:
         raise NotImplementedError
+
+    def _has_file_stats(self) -> bool:
+        """Whether `batches` has the columns schema 3 added (source_size, source_mtime_ns)."""
+        rows = self.fetch(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = 'batches' AND column_name = 'source_mtime_ns'"
+        )
+        return bool(rows[0][0])
 
     def read_watermark(self, source: str) -> datetime | None:
         """How far an incremental source has been loaded (its latest change time), if at all."""

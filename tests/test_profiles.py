@@ -16,7 +16,7 @@ from salesflow import stages
 from salesflow.cli import app
 from salesflow.config import load_settings
 from salesflow.errors import AmbiguousColumnError, MissingColumnError, UsageError
-from salesflow.flows.caching import stage_key, validate_key
+from salesflow.flows.caching import prepare_key, validate_key
 from salesflow.manifest import BatchManifest
 from salesflow.profiles import BUILT_IN_PROFILES, apply_profile, resolve_profile
 from salesflow.rules import ValidationRules
@@ -229,7 +229,9 @@ def test_a_file_read_with_and_without_a_profile_never_shares_a_cache_key() -> No
     rules = ValidationRules()
 
     for key_of in (
-        lambda m: stage_key(context, {"manifest": m}),
+        lambda m: prepare_key(
+            context, {"manifest": m, "rules": rules, "bands": None, "split_rows": 0}
+        ),
         lambda m: validate_key(context, {"manifest": m, "rules": rules, "bands": None}),
     ):
         keys = {key_of(m) for m in (plain, retail, renamed_column, other_name)}

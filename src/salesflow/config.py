@@ -131,9 +131,11 @@ class Settings(BaseSettings):
     cache_hours: float = Field(
         168, gt=0, description="How long cached stage results and staged files are reused."
     )
-    retries: int = Field(3, ge=0, description="Retries of extract/load on transient errors.")
+    retries: int = Field(
+        3, ge=0, description="Retries of extract-validate and load on transient errors."
+    )
     task_timeout_seconds: float = Field(
-        3600, gt=0, description="Time limit of extract, validate and transform tasks."
+        3600, gt=0, description="Time limit of extract-validate (and a split batch's tasks)."
     )
     load_timeout_seconds: float = Field(
         1800, gt=0, description="Time limit of one batch's load; the database interrupts it."

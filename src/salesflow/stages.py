@@ -1,19 +1,19 @@
 """The stages of a batch as plain functions over manifests: no Prefect in here.
 
 plan (fingerprint), stage (the file as text-typed Parquet), validate (checks and transform in one
-DuckDB pass: `sales` and quarantined rows) and load. Each reads the previous stage's staged
-Parquet, writes its own and returns a new manifest; the Prefect tasks in `flows/` only add
-orchestration around them.
+DuckDB pass: `sales` and quarantined rows) and load; `prepare` is stage and validate in one step,
+the flow's one task per batch before its load. Each reads the previous stage's staged Parquet,
+writes its own and returns a new manifest; the Prefect tasks in `flows/` only add orchestration
+around them.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections import Counter
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
-from operator import attrgetter
 from pathlib import Path
 
 import polars as pl
@@ -51,7 +51,7 @@ from salesflow.warehouse.base import LoadPolicy, SourceIndex, Warehouse
 
 # Declared version of the stage code: part of every cache key, so a change to how batches are
 # read, validated or transformed never reuses results of the old code. Bump it with such changes.
-CODE_VERSION = "6"  # 6: validation and transform in one DuckDB SQL pass
+CODE_VERSION = "7"  # 7: extract and validate in one cached task (`prepare`)
 
 
 def plan(
@@ -121,6 +121,42 @@ def stage(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
     )
 
 
+@dataclass(frozen=True)
+class PrepareTimings:
+    """Seconds each step of `prepare` took, for the task's log line."""
+
+    extract: float = 0.0
+    validate: float = 0.0
+
+
+def prepare(
+    manifest: BatchManifest,
+    staging_root: Path,
+    rules: ValidationRules,
+    bands: TicketBands | None = None,
+    split_rows: int = 0,
+) -> tuple[BatchManifest, PrepareTimings]:
+    """Stage and validate a planned batch in one step: what the flow runs as one task per
+    batch, so a batch costs one orchestrated step before its load instead of two.
+
+    A batch of more than `split_rows` rows (when set) comes back staged but not validated
+    (`needs_split`): the flow cuts it by region and validates the parts side by side.
+    """
+    started = time.perf_counter()
+    staged = stage(manifest, staging_root)
+    extracted = time.perf_counter()
+    if staged.skipped or needs_split(staged, split_rows):
+        return staged, PrepareTimings(extract=extracted - started)
+    checked = validate(staged, rules, bands)
+    return checked, PrepareTimings(extracted - started, time.perf_counter() - extracted)
+
+
+def needs_split(staged: BatchManifest, split_rows: int) -> bool:
+    """Whether a staged batch is over `split_rows` (0: never split), so it is validated in
+    parts, one per region."""
+    return 0 < split_rows < staged.rows_in
+
+
 def extract(
     source: Path,
     staging_root: Path,
@@ -185,71 +221,6 @@ def validate(
             "amount": amount or 0,
         }
     )
-
-
-def split_by_region(manifest: BatchManifest) -> list[BatchManifest]:
-    """Cut a staged batch into one part per region, to validate side by side.
-
-    Exact copies of a record share its region text, so the within-batch duplicate check gives
-    the same answer per part as over the whole batch; parts keep their source rows. Regions
-    are compared as validation compares them: trimmed, blank equal to empty. The parts live
-    in the batch's staging folder; the whole raw file stays for the load's own checks.
-    """
-    if manifest.skipped or "region" not in manifest.column_map:
-        return [manifest]
-    require_staged(manifest, manifest.raw_path)
-    region = pl.col(manifest.column_map["region"]).str.strip_chars().fill_null("")
-    raw = pl.read_parquet(manifest.raw_path, glob=False).with_columns(region.alias(_PART_KEY))
-    pieces = raw.partition_by(_PART_KEY, maintain_order=True, as_dict=True)
-    parts = []
-    for number, (key, rows) in enumerate(sorted(pieces.items(), key=lambda item: item[0])):
-        part = manifest.model_copy(
-            update={
-                "staging_dir": manifest.raw_path.parent / "parts" / f"{number:04d}",
-                "part": str(key[0]),
-                "rows_in": rows.height,
-            }
-        )
-        part.raw_path.parent.mkdir(parents=True, exist_ok=True)
-        rows.drop(_PART_KEY).write_parquet(part.raw_path, compression="lz4")
-        parts.append(part)
-    return parts
-
-
-_PART_KEY = "__part"
-
-
-def merge_parts(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchManifest:
-    """Put the validated parts of a split batch back together, in source row order, as the
-    files and counts of the whole batch: the load cannot tell it was split."""
-    if len(parts) == 1 and parts[0].part is None:
-        return parts[0]
-    for path_of in _MERGED_FILES:
-        paths = [path_of(part) for part in parts]
-        require_staged(manifest, *paths)
-        pl.scan_parquet(paths, glob=False).sort("source_row").sink_parquet(
-            path_of(manifest), compression="lz4"
-        )
-    return manifest.model_copy(
-        update={
-            "rows_valid": sum(part.rows_valid for part in parts),
-            "rows_rejected": sum(part.rows_rejected for part in parts),
-            "amount": sum((part.amount for part in parts), Decimal(0)),
-            "reason_counts": _summed(part.reason_counts for part in parts),
-            "odd_counts": _summed(part.odd_counts for part in parts),
-        }
-    )
-
-
-# The staged files merge_parts puts together, each read off a manifest.
-_MERGED_FILES = (attrgetter("rejected_path"), attrgetter("sales_path"))
-
-
-def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for one in counts:
-        total.update(one)
-    return dict(total.most_common())
 
 
 def load(

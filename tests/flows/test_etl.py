@@ -238,7 +238,7 @@ def test_bad_data_is_never_retried(tmp_path: Path, settings: Settings) -> None:
     summary = run_etl([bad], patient)
 
     assert [o.status for o in summary.outcomes] == [BatchStatus.FAILED]
-    assert task_run_counts(summary.flow_run_id)["extract"] == 1
+    assert task_run_counts(summary.flow_run_id)["extract-validate"] == 1
 
 
 def test_each_stage_is_linked_to_the_stage_that_fed_it(settings: Settings) -> None:
@@ -264,9 +264,8 @@ def test_each_stage_is_linked_to_the_stage_that_fed_it(settings: Settings) -> No
         "prepare-warehouse": [],
         "read-fingerprints": ["prepare-warehouse"],
         "plan": ["read-fingerprints"],
-        "extract": ["plan"],
-        "validate": ["extract"],
-        "load": ["prepare-warehouse", "validate"],
+        "extract-validate": ["plan"],
+        "load": ["extract-validate", "prepare-warehouse"],
         "check-kpis": ["load", "prepare-warehouse"],
     }
     # No tags: each would cost a concurrency-slot round trip per task run (see flows/tasks.py).

@@ -66,7 +66,7 @@ def test_a_flaky_source_fails_twice_then_loads_and_bad_input_is_not_retried(
     assert [o.status for o in summary.outcomes] == [BatchStatus.LOADED, BatchStatus.FAILED]
     assert summary.outcomes[0].rows_loaded == 3
     assert "missing required column" in (summary.outcomes[1].error or "")
-    histories = task_states(summary.flow_run_id, "extract")
+    histories = task_states(summary.flow_run_id, "extract-validate")
     retried = [h for h in histories if h.count("Retrying") == 2]
     once = [h for h in histories if "Retrying" not in h]
     assert len(retried) == 1 and retried[0][-1] == "Completed"

@@ -32,9 +32,14 @@ def _key(stage: str, manifest: BatchManifest, *extra: Any) -> str:
     return f"salesflow-{stage}-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def stage_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+def prepare_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """Extract-validate: the rules and bands decide the rows, `split_rows` whether the batch
+    comes back validated or staged for splitting."""
     manifest: BatchManifest = parameters["manifest"]
-    return None if manifest.skipped else _key("stage", manifest)
+    if manifest.skipped:
+        return None
+    extra = (parameters["rules"], parameters["bands"], parameters["split_rows"])
+    return _key("prepare", manifest, *extra)
 
 
 def validate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:

@@ -1,10 +1,11 @@
 """The batch scheduler of the `salesflow-etl` flow: batches side by side, commits one at a time.
 
-Each batch moves through the stages of `Stage`; when a batch's task finishes, the transition of
-its stage submits the next one. A bounded number of batches is in flight, so worker threads never
-sit waiting on an upstream task, and commits happen in file order, so the warehouse does not
-depend on thread timing (which batch keeps a row that two files share, say): two runs over the
-same input end identical.
+Each batch moves through the stages of `Stage` (plan, extract-validate, load: three task runs;
+a batch split by region adds split, a validate per part and merge); when a batch's task
+finishes, the transition of its stage submits the next one. A bounded number of batches is in
+flight, so worker threads never sit waiting on an upstream task, and commits happen in file
+order, so the warehouse does not depend on thread timing (which batch keeps a row that two
+files share, say): two runs over the same input end identical.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ from salesflow.flows.caching import result_storage
 from salesflow.flows.listeners import batch_listeners
 from salesflow.flows.tasks import (
     as_exception,
-    extract_batch,
     load_batch,
     merge_batch,
     plan_batch,
+    prepare_batch,
     read_fingerprints,
     record_failure,
     retry_options,
@@ -65,7 +66,7 @@ class Stage(StrEnum):
     """The task a batch waits on; a batch split by region is validated per part."""
 
     PLAN = "plan"
-    EXTRACT = "extract"
+    PREPARE = "extract-validate"
     SPLIT = "split"
     VALIDATE = "validate"
     MERGE = "merge"
@@ -107,8 +108,8 @@ class _Step(NamedTuple):
 class _StageTasks(NamedTuple):
     """The cached stage tasks, reading their results from the cache or (fresh) recomputing."""
 
-    extract: Task[..., BatchManifest]
-    validate: Task[..., BatchManifest]
+    prepare: Task[..., BatchManifest]
+    validate: Task[..., BatchManifest]  # the parts of a batch split by region
 
 
 def run_batches(
@@ -145,7 +146,7 @@ class _Scheduler:
         self.loaded = read(run.warehouse)  # what every plan compares its file with
         self.stages_of = {
             fresh: _StageTasks(
-                extract_batch.with_options(**retry, **cached, refresh_cache=fresh),
+                prepare_batch.with_options(**retry, **cached, refresh_cache=fresh),
                 validate_batch.with_options(**cached, refresh_cache=fresh),
             )
             for fresh in (False, True)
@@ -183,7 +184,7 @@ class _Scheduler:
         self.fault: RunWideError | None = None
         self.transitions: dict[Stage, Callable[[_Step, Any], None]] = {
             Stage.PLAN: self._planned,
-            Stage.EXTRACT: self._extracted,
+            Stage.PREPARE: self._prepared,
             Stage.SPLIT: self._split,
             Stage.VALIDATE: self._validated,
             Stage.MERGE: self._merged,
@@ -273,19 +274,25 @@ class _Scheduler:
         if planned.skipped:
             self.ready[step.position] = (step, planned)  # its turn records the skip
             return
-        extract = self.stages_of[step.fresh].extract
+        self._submit_prepare(step._replace(stage=Stage.PREPARE, planned=planned), planned)
+
+    def _submit_prepare(self, step: _Step, planned: BatchManifest) -> None:
         self._submit(
-            step._replace(stage=Stage.EXTRACT, planned=planned),
-            extract,
+            step,
+            self.stages_of[step.fresh].prepare,
             planned,
             self.shared.staging_root,
+            self.rules,
+            self.bands,
+            self.shared.settings.split_rows,
         )
 
-    def _extracted(self, step: _Step, staged: BatchManifest) -> None:
-        if 0 < self.shared.settings.split_rows < staged.rows_in:
-            self._submit(step._replace(stage=Stage.SPLIT, staged=staged), self.split_task, staged)
+    def _prepared(self, step: _Step, prepared: BatchManifest) -> None:
+        if stages.needs_split(prepared, self.shared.settings.split_rows):
+            step = step._replace(stage=Stage.SPLIT, staged=prepared)
+            self._submit(step, self.split_task, prepared)
         else:
-            self._submit_validate(step, staged)
+            self.ready[step.position] = (step, prepared)
 
     def _split(self, step: _Step, parts: list[BatchManifest]) -> None:
         assert step.staged is not None
@@ -320,8 +327,8 @@ class _Scheduler:
             error = run_wide
         attempt = self.attempt[step.position]
         if isinstance(error, _REDO_FRESH) and not step.fresh and step.planned:
-            redo = step._replace(stage=Stage.EXTRACT, fresh=True, part=None, attempt=attempt)
-            self._submit(redo, self.stages_of[True].extract, step.planned, run.staging_root)
+            redo = step._replace(stage=Stage.PREPARE, fresh=True, part=None, attempt=attempt)
+            self._submit_prepare(redo, step.planned)
         elif step.failure is not None:  # the warehouse could not even record the failure
             note = f"{step.failure.error} (not recorded in batches: {error})"
             self._finish(step, step.failure.model_copy(update={"error": note}))

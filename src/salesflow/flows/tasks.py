@@ -1,4 +1,5 @@
-"""Prefect tasks, one per stage of a batch: retries where the I/O is, never for bad data.
+"""Prefect tasks of a batch (plan, extract-validate, load): retries where the I/O is, never for
+bad data.
 
 Tasks exchange small manifests; the data itself stays in staged Parquet files, so nothing large
 passes through Prefect's result store.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -20,13 +22,13 @@ from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
 from prefect.transactions import CommitMode, Transaction, transaction
 
-from salesflow import stages
+from salesflow import batch_parts, stages
 from salesflow.anomalies import Anomaly, AnomalyRules, check_days, describe, loaded_dates
 from salesflow.config import Settings
 from salesflow.errors import SalesflowError, StaleStagingError, TransientError
 from salesflow.faults import Place, named_faults
 from salesflow.flows.artifacts import publish_anomalies
-from salesflow.flows.caching import stage_key, validate_key
+from salesflow.flows.caching import prepare_key, validate_key
 from salesflow.flows.concurrency import ensure_limit, warehouse_slot
 from salesflow.manifest import BatchManifest, BatchOutcome, BatchStatus, staging_name
 from salesflow.options import ReadAs, Recheck
@@ -152,31 +154,43 @@ def plan_batch(
 CACHED_OPTIONS: dict[str, Any] = {"persist_result": True}
 
 
-@task(name="extract", cache_key_fn=stage_key, **CACHED_OPTIONS, **RETRY_OPTIONS)
-def extract_batch(manifest: BatchManifest, staging_root: Path) -> BatchManifest:
-    """Stage one landing file as text-typed Parquet."""
-    with named_faults(Place.STAGING, str(staging_root), manifest.batch_id):
-        staged = stages.stage(manifest, staging_root)
-    log_stage(staged, "extract", rows_in=staged.rows_in, columns=len(staged.column_map))
-    return staged
-
-
-@task(name="validate", retries=0, cache_key_fn=validate_key, **CACHED_OPTIONS)
-def validate_batch(
-    manifest: BatchManifest, rules: ValidationRules, bands: TicketBands
+@task(name="extract-validate", cache_key_fn=prepare_key, **CACHED_OPTIONS, **RETRY_OPTIONS)
+def prepare_batch(
+    manifest: BatchManifest,
+    staging_root: Path,
+    rules: ValidationRules,
+    bands: TicketBands,
+    split_rows: int = 0,
 ) -> BatchManifest:
-    """Validate one staged batch and transform its valid rows into `sales` rows; validation
-    problems are data, never retried."""
-    with _staging_faults(manifest):
-        checked = stages.validate(manifest, rules, bands)
-    if checked.skipped:
-        return checked
+    """Stage one landing file and validate it (transforming its valid rows into `sales` rows):
+    the batch's one task before its load. Only reading the file is retried, on transient
+    errors; validation problems are data. A batch over `split_rows` comes back staged only,
+    to be validated in parts (stages.prepare)."""
+    with named_faults(Place.STAGING, str(staging_root), manifest.batch_id):
+        prepared, seconds = stages.prepare(manifest, staging_root, rules, bands, split_rows)
+    if prepared.skipped:
+        return prepared
+    log_stage(
+        prepared,
+        "extract",
+        rows_in=prepared.rows_in,
+        columns=len(prepared.column_map),
+        seconds=f"{seconds.extract:.3f}",
+    )
+    if not stages.needs_split(prepared, split_rows):
+        log_validated(prepared, seconds.validate)
+    return prepared
+
+
+def log_validated(checked: BatchManifest, seconds: float) -> None:
+    """The validate line of a batch (or part), and warnings for its rejected and odd rows."""
     log_stage(
         checked,
         "validate",
         rows_valid=checked.rows_valid,
         rows_rejected=checked.rows_rejected,
         amount=checked.amount,
+        seconds=f"{seconds:.3f}",
     )
     logger = get_run_logger()
     if checked.rows_rejected:
@@ -185,13 +199,26 @@ def validate_batch(
     if checked.odd_counts.get("zero_price"):
         zero_price = checked.odd_counts["zero_price"]
         logger.warning("batch=%s odd_but_valid zero_price=%d", checked.batch_id, zero_price)
+
+
+@task(name="validate", retries=0, cache_key_fn=validate_key, **CACHED_OPTIONS)
+def validate_batch(
+    manifest: BatchManifest, rules: ValidationRules, bands: TicketBands
+) -> BatchManifest:
+    """Validate one part of a batch split by region (a whole batch is validated by
+    extract-validate); validation problems are data, never retried."""
+    started = time.perf_counter()
+    with _staging_faults(manifest):
+        checked = stages.validate(manifest, rules, bands)
+    if not checked.skipped:
+        log_validated(checked, time.perf_counter() - started)
     return checked
 
 
 @task(name="split", retries=0, **STAGE_OPTIONS)
 def split_batch(manifest: BatchManifest) -> list[BatchManifest]:
-    """Cut a large staged batch into one part per region (see stages.split_by_region)."""
-    parts = stages.split_by_region(manifest)
+    """Cut a large staged batch into one part per region (see batch_parts.split_by_region)."""
+    parts = batch_parts.split_by_region(manifest)
     log_stage(manifest, "split", rows_in=manifest.rows_in, parts=len(parts))
     return parts
 
@@ -199,7 +226,7 @@ def split_batch(manifest: BatchManifest) -> list[BatchManifest]:
 @task(name="merge", retries=0, **STAGE_OPTIONS)
 def merge_batch(manifest: BatchManifest, parts: list[BatchManifest]) -> BatchManifest:
     """Put the validated parts of a split batch back together for its one load."""
-    merged = stages.merge_parts(manifest, parts)
+    merged = batch_parts.merge_parts(manifest, parts)
     log_stage(
         merged,
         "merge",

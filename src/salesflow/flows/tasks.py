@@ -163,9 +163,9 @@ def prepare_batch(
     split_rows: int = 0,
 ) -> BatchManifest:
     """Stage one landing file and validate it (transforming its valid rows into `sales` rows):
-    the batch's one task before its load. Only reading the file is retried, on transient
-    errors; validation problems are data. A batch over `split_rows` comes back staged only,
-    to be validated in parts (stages.prepare)."""
+    the batch's one task before its load. Retried whole on transient errors only (I/O reading
+    the file or writing its staged Parquet); validation problems are data, never retried. A
+    batch over `split_rows` comes back staged only, to be validated in parts (stages.prepare)."""
     with named_faults(Place.STAGING, str(staging_root), manifest.batch_id):
         prepared, seconds = stages.prepare(manifest, staging_root, rules, bands, split_rows)
     if prepared.skipped:

@@ -264,10 +264,6 @@ class _Scheduler:
                 self.concurrency_limit,
             )
 
-    def _submit_validate(self, step: _Step, manifest: BatchManifest) -> None:
-        validate = self.stages_of[step.fresh].validate
-        self._submit(step.next(Stage.VALIDATE), validate, manifest, self.rules, self.bands)
-
     # --- transitions, one per stage that finished ----------------------------------------
 
     def _planned(self, step: _Step, planned: BatchManifest) -> None:
@@ -298,12 +294,14 @@ class _Scheduler:
         assert step.staged is not None
         self.split[step.position] = (step.staged, [None] * len(parts))
         for number, part in enumerate(parts):
-            self._submit_validate(step._replace(part=number), part)
+            validate = self.stages_of[step.fresh].validate
+            part_step = step._replace(stage=Stage.VALIDATE, part=number)
+            self._submit(part_step, validate, part, self.rules, self.bands)
 
     def _validated(self, step: _Step, checked: BatchManifest) -> None:
-        if step.part is None:
-            self.ready[step.position] = (step, checked)
-            return
+        """One part of a split batch validated (a whole batch is validated by extract-validate);
+        the last part sends them all to merge."""
+        assert step.part is not None
         whole, parts_done = self.split[step.position]
         parts_done[step.part] = checked
         if all(part is not None for part in parts_done):

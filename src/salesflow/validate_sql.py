@@ -105,11 +105,8 @@ def checked_table_sql(
     bad_bytes = " OR ".join(f"contains({t}, '\ufffd') OR contains({t}, chr(0))" for t in texts)
     limit = int(rules.max_field_length)
     too_long = " OR ".join(f"length({field}) > {limit}" for field in fields)
-    copy_key = [f"n_{field}" for field in fields] + (["record_text"] if malformed else [])
-    duplicate = (
-        f"source_row > min(source_row) OVER (PARTITION BY {', '.join(copy_key)})"
-        if copy_key
-        else "false"
+    copy_key = ", ".join(
+        [f"n_{field}" for field in fields] + (["record_text"] if malformed else [])
     )
     flags = ", ".join(
         f"COALESCE({sql}, false) AS f{index}" for index, (sql, _) in enumerate(checks)
@@ -122,9 +119,10 @@ def checked_table_sql(
                    COALESCE({too_long or "false"}, false) AS too_long
                    {"".join(", " + t for t in trimmed)}
             FROM {raw.relation}
-        ), canonical AS (
-            SELECT *, {", ".join(canonical)}, COALESCE({duplicate}, false) AS is_duplicate
-            FROM trimmed
+        ), {_duplicates_sql(copy_key)}, canonical AS (
+            SELECT trimmed.*, {", ".join(canonical)},
+                   COALESCE(d.is_duplicate, false) AS is_duplicate
+            FROM trimmed LEFT JOIN duplicates d USING (source_row)
         ), shaped AS (
             SELECT *,
                 regexp_matches(c_quantity, $quantity_pattern) AS quantity_ok,
@@ -151,6 +149,24 @@ def checked_table_sql(
                order_ts, quantity, unit_price, {flags}
         FROM typed
     """
+
+
+def _duplicates_sql(copy_key: str) -> str:
+    """CTE `duplicates` (source_row, is_duplicate) over `trimmed`: a row is a duplicate when an
+    earlier row has the same normalised fields. The exact comparison (a window over every field)
+    runs only on the rows whose hash of the fields occurs more than once, the few candidates;
+    over all rows it was the statement's costliest step."""
+    if not copy_key:
+        return "duplicates AS (SELECT source_row, false AS is_duplicate FROM trimmed WHERE false)"
+    return f"""repeated_hashes AS (
+            SELECT hash({copy_key}) AS copy_hash FROM trimmed GROUP BY copy_hash
+            HAVING count(*) > 1
+        ), duplicates AS (
+            SELECT source_row,
+                   source_row > min(source_row) OVER (PARTITION BY {copy_key}) AS is_duplicate
+            FROM trimmed
+            WHERE hash({copy_key}) IN (SELECT copy_hash FROM repeated_hashes)
+        )"""
 
 
 def checks(rules: ValidationRules, header_fields: int, malformed: bool) -> list[tuple[str, Reason]]:

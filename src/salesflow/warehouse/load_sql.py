@@ -31,6 +31,17 @@ IS_LOAD_OF_SQL = (
 
 DATES_OF_BATCH_SQL = "SELECT DISTINCT order_date FROM sales WHERE batch_id = ?"
 
+# Whether the warehouse has ever recorded the batch: a load writes its rows and its `batches`
+# row in one transaction (an undo restores both), so a batch never recorded holds no rows and
+# its load has nothing to delete and no old dates to look up, scans of the whole, growing
+# `sales` table that a new batch would pay for nothing.
+BATCH_RECORDED_SQL = "SELECT count(*) FROM batches WHERE batch_id = ?"
+
+# The dates the staged rows cover: the first and last bound the statements that read the
+# batch's rows back from `sales`, so DuckDB skips the row groups of other days (its statistics
+# on the text `batch_id` cannot), and the distinct ones are the mart's touched dates.
+STAGED_DATES_SQL = "SELECT DISTINCT order_date FROM staged_sales"
+
 INSERT_STAGED_SALES_SQL = (
     f"INSERT INTO sales SELECT {', '.join(SALES_COLUMNS)} FROM staged_sales s "
     "WHERE NOT EXISTS (SELECT 1 FROM repeated r WHERE r.source_row = s.source_row)"
@@ -42,14 +53,17 @@ LOADED_TOTALS_SQL = "SELECT count(*), coalesce(sum(total), 0) FROM sales WHERE b
 AMOUNT_FROM_RAW_SQL = (
     "SELECT coalesce(sum(CAST(trim(r.quantity) AS DECIMAL(18, 0)) "
     "* CAST(trim(r.unit_price) AS DECIMAL(18, 4))), 0) FROM staged_raw_money r "
-    "WHERE r.source_row IN (SELECT source_row FROM sales WHERE batch_id = ?)"
+    "WHERE r.source_row IN (SELECT source_row FROM sales WHERE batch_id = ? "
+    "AND order_date BETWEEN ? AND ?)"
 )
 
-# The mart for the dates a load touched. Parameter: the dates (a list).
+# The mart for the dates a load touched. Parameters: the dates (a list); for the insert, then
+# the first and last of them, which let DuckDB skip the row groups of other days.
 DELETE_DAILY_SALES_SQL = "DELETE FROM daily_sales WHERE order_date = ANY(CAST(? AS DATE[]))"
 INSERT_DAILY_SALES_SQL = (
     f"INSERT INTO daily_sales {DAILY_SALES_SELECT} "
-    "WHERE order_date = ANY(CAST(? AS DATE[])) GROUP BY order_date, region, category"
+    "WHERE order_date = ANY(CAST(? AS DATE[])) AND order_date BETWEEN ? AND ? "
+    "GROUP BY order_date, region, category"
 )
 
 BATCH_COLUMNS = (

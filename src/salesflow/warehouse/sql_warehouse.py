@@ -104,10 +104,14 @@ class SqlWarehouse(SqlRecords, SqlQueries):
                 return skipped
             if policy.undo_dir is not None:
                 self._save_previous_version(con, batch_id, policy.undo_dir)
-            old_dates = self._dates_of(con, batch_id)
-            self._run(con, "DELETE FROM sales WHERE batch_id = ?", [batch_id])
-            self._run(con, "DELETE FROM sales_rejected WHERE batch_id = ?", [batch_id])
+            old_dates: list[Any] = []
+            if self._scalar(con, q.BATCH_RECORDED_SQL, [batch_id]):
+                old_dates = self._dates_of(con, batch_id)
+                self._run(con, "DELETE FROM sales WHERE batch_id = ?", [batch_id])
+                self._run(con, "DELETE FROM sales_rejected WHERE batch_id = ?", [batch_id])
             self.dialect.stage_parquet(con, "staged_sales", manifest.sales_path, STAGED_SALES)
+            new_dates = [row[0] for row in self._run(con, q.STAGED_DATES_SQL).fetchall()]
+            span = [min(new_dates, default=None), max(new_dates, default=None)]
             moved, moved_amount = self._quarantine_warehouse_duplicates(
                 con, manifest, policy.reject_duplicates_in_warehouse
             )
@@ -130,7 +134,7 @@ class SqlWarehouse(SqlRecords, SqlQueries):
                     rows_loaded=loaded,
                     rows_rejected=rejected,
                     amount_loaded=amount,
-                    amount_from_raw=self._amount_from_raw(con, manifest),
+                    amount_from_raw=self._amount_from_raw(con, manifest, span),
                     rows_moved=moved,
                     amount_moved=moved_amount,
                 ),
@@ -146,7 +150,9 @@ class SqlWarehouse(SqlRecords, SqlQueries):
                     row[0] for row in self._run(con, repeated_sql, [batch_id]).fetchall()
                 ]
             policy.check_reject_share(manifest, rejected, reason_counts, duplicates_of)
-            self._refresh_daily_sales(con, old_dates + self._dates_of(con, batch_id))
+            # The staged dates, not those loaded: a superset (rows moved to quarantine as
+            # loaded elsewhere may leave a date empty), and a refresh of a date is exact.
+            self._refresh_daily_sales(con, old_dates + new_dates)
             outcome = outcome_of(
                 manifest,
                 BatchStatus.LOADED,
@@ -215,23 +221,23 @@ class SqlWarehouse(SqlRecords, SqlQueries):
             self.dialect.insert_frame(con, "sales_rejected", quarantined)
         return int(moved), Decimal(moved_amount)
 
-    def _amount_from_raw(self, con: Any, manifest: BatchManifest) -> Decimal:
+    def _amount_from_raw(self, con: Any, manifest: BatchManifest, span: list[Any]) -> Decimal:
         """Money of the loaded rows recomputed by the database from the raw quantity and
-        price text, not taken from the transform."""
+        price text, not taken from the transform. `span`: the first and last staged date."""
         columns = (
             StagedColumn("source_row", SOURCE_ROW, "bigint"),
             StagedColumn("quantity", manifest.column_map["quantity"], "text"),
             StagedColumn("unit_price", manifest.column_map["unit_price"], "text"),
         )
         self.dialect.stage_parquet(con, "staged_raw_money", manifest.raw_path, columns)
-        return Decimal(self._scalar(con, q.AMOUNT_FROM_RAW_SQL, [manifest.batch_id]))
+        return Decimal(self._scalar(con, q.AMOUNT_FROM_RAW_SQL, [manifest.batch_id, *span]))
 
     def _refresh_daily_sales(self, con: Any, dates: Sequence[Any]) -> None:
         """Recompute the mart for the touched dates only, inside the load's transaction."""
         touched = sorted(set(dates))
         if touched:
             self._run(con, q.DELETE_DAILY_SALES_SQL, [touched])
-            self._run(con, q.INSERT_DAILY_SALES_SQL, [touched])
+            self._run(con, q.INSERT_DAILY_SALES_SQL, [touched, touched[0], touched[-1]])
 
     # --- undo -----------------------------------------------------------------------------
 

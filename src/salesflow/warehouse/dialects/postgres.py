@@ -250,11 +250,18 @@ class PostgresDialect:
     def stage_parquet(
         self, con: Any, name: str, path: Path, columns: Sequence[StagedColumn]
     ) -> None:
-        """COPY the Parquet columns into a temporary table dropped at commit."""
+        """COPY the Parquet columns into a temporary table dropped at commit.
+
+        PostgreSQL text cannot hold a NUL, which a raw field may: it is staged as U+FFFD. Only
+        the rows validation rejected as bad_encoding hold one, and the statements reading a
+        staged relation (the raw-money check) count only loaded rows, so no figure changes.
+        """
         declared = ", ".join(f"{column.name} {COLUMN_TYPES[column.type]}" for column in columns)
         con.execute(f"CREATE TEMP TABLE {name} ({declared}) ON COMMIT DROP")
         frame = pl.read_parquet(path, columns=[column.source for column in columns], glob=False)
-        renamed = frame.rename({column.source: column.name for column in columns})
+        renamed = frame.rename({column.source: column.name for column in columns}).with_columns(
+            pl.col(pl.String).str.replace_all("\x00", "\ufffd", literal=True)
+        )
         self.insert_frame(con, name, renamed, qualified=False)
         con.execute(f"ANALYZE {name}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import polars as pl
@@ -1115,3 +1116,28 @@ def test_headers_named_like_the_outputs_are_kept_in_raw_as_written() -> None:
     assert result.rejected["source_row"].to_list() == [1, 2]
     first = json.loads(result.rejected["raw"][0])
     assert (first["source_row"], first["reasons"]) == ("7", "none")
+
+
+# --- batches side by side ----------------------------------------------------------------------
+
+
+def test_batches_validated_side_by_side_keep_their_own_rules_and_rows() -> None:
+    """Batches share one in-memory DuckDB database (a cursor each): validated at once from
+    many threads, each keeps its own rows, temp tables and timestamp rules."""
+    day_first = ValidationRules(timestamp_format="%d/%m/%Y %H:%M")
+    batches = [
+        (raw_batch([record(n, order_ts="05/01/2024 10:30") for n in range(size)]), rules)
+        for size in range(1, 9)
+        for rules in (day_first, ValidationRules())
+    ]
+    one_by_one = [validate_batch(raw, IDENTITY, BATCH, rules) for raw, rules in batches]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        side_by_side = list(
+            pool.map(lambda batch: validate_batch(batch[0], IDENTITY, BATCH, batch[1]), batches)
+        )
+    for alone, together in zip(one_by_one, side_by_side, strict=True):
+        assert_frame_equal(alone.sales, together.sales)
+        assert_frame_equal(alone.rejected, together.rejected)
+    # The day-first rules parse every row; the default ones reject every row's timestamp.
+    assert [result.valid.height for result in one_by_one[::2]] == list(range(1, 9))
+    assert [result.rejected.height for result in one_by_one[1::2]] == list(range(1, 9))

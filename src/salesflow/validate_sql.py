@@ -42,7 +42,7 @@ PATTERNS: Final = {
 }
 
 # The function (value_parsing.parse_order_ts, registered on the connection by `validate`) that
-# parses the timestamps the SQL leaves to chrono.
+# parses the timestamps the SQL leaves to chrono; each batch's name starts with this.
 OTHER_TIMESTAMPS: Final = "salesflow_other_timestamps"
 
 
@@ -87,9 +87,11 @@ def checked_table_sql(
     rules: ValidationRules,
     malformed: bool,
     checks: Sequence[tuple[str, Reason]],
+    timestamps: str = OTHER_TIMESTAMPS,
 ) -> str:
     """CREATE the temp table `checked`: per row the canonical text (`c_*`), typed values, and
-    one flag `f<i>` per check; only what the sales rows and the reasons need is kept."""
+    one flag `f<i>` per check; only what the sales rows and the reasons need is kept.
+    `timestamps` names the registered function that parses the other timestamp shapes."""
     fields = raw.fields()
     position = {name: index for index, name in enumerate(raw.header)}
     trimmed = [f"{_normalised(field)} AS n_{field}" for field in fields]
@@ -142,7 +144,7 @@ def checked_table_sql(
                 CASE WHEN price_ok AND NOT price_long
                      THEN TRY_CAST(c_unit_price AS DECIMAL(18, 4)) END AS unit_price,
                 CASE WHEN common_ts IS NULL AND c_order_ts IS NOT NULL
-                     THEN {OTHER_TIMESTAMPS}(c_order_ts) ELSE common_ts END AS order_ts
+                     THEN {timestamps}(c_order_ts) ELSE common_ts END AS order_ts
             FROM shaped
         )
         SELECT source_row, c_order_id, c_customer_id, c_sku, c_product, c_category, c_region,
